@@ -1,0 +1,45 @@
+"""Composition root of the CPU LLM stand-in (llama-cpp-python's OpenAI server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.llm.config import LLMSettings
+from shared.metrics import mount_metrics
+
+
+def create_app(settings: LLMSettings | None = None) -> FastAPI:
+    """Build llama-cpp-python's OpenAI-compatible app for the configured GGUF model.
+
+    Adds ``GET /health`` (as vLLM has) and ``GET /metrics``. The model loads here, because
+    llama-cpp-python loads in its ``create_app``; call this from uvicorn's factory mode.
+
+    Raises:
+        FileNotFoundError: the GGUF file is missing (run ``make models``).
+    """
+    from llama_cpp.server.app import create_app as llama_create_app
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    settings = settings or LLMSettings()
+    if not Path(settings.model_path).is_file():
+        raise FileNotFoundError(f"LLM model {settings.model_path!r} is missing; run `make models`")
+    model = ModelSettings(
+        model=settings.model_path,
+        model_alias=settings.served_model_name,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_threads_batch=settings.n_threads,
+        chat_format=settings.chat_format or None,
+        verbose=False,
+    )
+    server = ServerSettings(host=settings.host, port=settings.port)
+    app: FastAPI = llama_create_app(server_settings=server, model_settings=[model])
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "model": settings.served_model_name}
+
+    mount_metrics(app)
+    return app

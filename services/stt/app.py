@@ -1,0 +1,43 @@
+"""Composition root of the STT service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.stt.config import STTSettings
+from services.stt.routes import router
+from services.stt.streaming import router as stream_router
+from shared.errors import install_error_handlers
+from shared.metrics import mount_metrics
+
+
+def create_app(settings: STTSettings | None = None) -> FastAPI:
+    """Build the app; the model loads in the lifespan (background thread), not at import.
+
+    Raises (at startup, from the lifespan):
+        FileNotFoundError: the model folder named by ``STT_MODEL`` is missing.
+    """
+    settings = settings or STTSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from services.stt.service import STTService
+
+        service = STTService(settings)  # raises FileNotFoundError: refuse to start
+        app.state.stt = service
+        service.start()
+        try:
+            yield
+        finally:
+            await service.close()
+
+    app = FastAPI(title="Switchboard STT", version="0.2.0", lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(stream_router)
+    mount_metrics(app)
+    return app

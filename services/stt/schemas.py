@@ -1,0 +1,105 @@
+"""Wire schemas of the STT service (OpenAI ``/v1/audio/transcriptions`` and service endpoints)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+
+class ResponseFormat(StrEnum):
+    """Formats ``/v1/audio/transcriptions`` returns."""
+
+    json = "json"
+    text = "text"
+    verbose_json = "verbose_json"
+
+
+class Transcription(BaseModel):
+    """``response_format=json`` body: ``{"text": "..."}``."""
+
+    text: str
+
+
+class WordOut(BaseModel):
+    """One word with its start/end in seconds (``timestamp_granularities[]=word``)."""
+
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
+class SegmentOut(BaseModel):
+    """One segment of ``verbose_json`` (OpenAI field names; times in seconds)."""
+
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+class VerboseTranscription(BaseModel):
+    """``response_format=verbose_json`` body (OpenAI ``TranscriptionVerbose``)."""
+
+    task: str = "transcribe"
+    language: str
+    duration: float
+    """Input audio duration, s."""
+    text: str
+    segments: list[SegmentOut]
+    words: list[WordOut] | None = None
+
+
+class Health(BaseModel):
+    """``GET /health`` (liveness: the process serves HTTP; ``ready`` tells whether it can transcribe)."""
+
+    status: str
+    model: str
+    device: str
+    ready: bool
+
+
+class Ready(BaseModel):
+    """``GET /ready``: 200 once the model is loaded and warmed up, else 503 with ``detail``."""
+
+    ready: bool
+    detail: str | None = None
+    load_seconds: float | None = None
+    warmup_seconds: float | None = None
+
+
+class ModelCard(BaseModel):
+    """One entry of ``GET /v1/models`` (OpenAI shape)."""
+
+    id: str
+    object: str = "model"
+    created: int = 0
+    owned_by: str = "switchboard"
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models`` body."""
+
+    object: str = "list"
+    data: list[ModelCard]
+
+
+class GPUInfo(BaseModel):
+    """``GET /gpu``: the accelerator the model runs on; all numbers ``None`` on CPU or if unknown."""
+
+    device: str
+    """``"cpu"`` or ``"cuda:N"``."""
+    name: str | None = None
+    memory_used_mib: float | None = None
+    memory_total_mib: float | None = None
+    utilization_percent: float | None = None
+    """GPU busy percentage over the driver's last sample period."""
+    source: str | None = None
+    """Where the numbers came from: ``nvml`` or ``nvidia-smi``."""

@@ -1,0 +1,48 @@
+"""TTS service settings (env prefix ``TTS_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import ServiceSettings, models_dir
+
+
+class TTSSettings(ServiceSettings):
+    """Kokoro-82M settings. Every field reads ``TTS_<FIELD>`` from the environment or ``.env``."""
+
+    model_config = SettingsConfigDict(env_prefix="TTS_", env_file=".env", extra="ignore")
+
+    port: int = 8002
+    model_path: str = str(models_dir() / "kokoro" / "kokoro-v1.0.int8.onnx")
+    voices_path: str = str(models_dir() / "kokoro" / "voices-v1.0.bin")
+    default_voice: str = "af_heart"
+    lang: str = "en-us"
+    threads: int = 2
+    """onnxruntime intra-op threads per synthesis."""
+    max_input_chars: int = 4096
+    """``POST /v1/audio/speech`` inputs longer than this get 413; also the WebSocket's buffered-text limit."""
+
+    backend: Literal["onnx", "torch"] = "onnx"
+    """``onnx``: kokoro-onnx int8 graph (CPU). ``torch``: PyTorch ``kokoro`` KModel with weights rebuilt
+    from the ONNX initialisers (GPU path; needs ``torch``, ``transformers`` and ``kokoro`` installed)."""
+    device: str = "cpu"
+    """``cpu`` or ``cuda`` / ``cuda:N`` (torch backend; onnx backend with onnxruntime-gpu)."""
+    torch_weights_path: str = str(models_dir() / "kokoro" / "kokoro-v1.0-from-onnx.pt")
+    """Cache of the rebuilt PyTorch state dict; built from ``model_path`` on first use if missing."""
+    torch_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    max_inflight: int = 1
+    """Batches synthesised at once (worker threads). On CPU, 1 × ``threads`` cores is best."""
+    max_batch: int = 1
+    """Segments per forward pass (torch backend on GPU; the ONNX graph's batch is fixed at 1)."""
+    batch_wait_ms: float = 5.0
+    """How long a worker waits for more segments to fill a batch, ms."""
+    max_queue: int = 64
+    """Segments allowed to wait; beyond that requests get 503 with ``Retry-After``."""
+
+    segment_max_chars: int = 300
+    """Longest segment (characters) sent to the model in one pass; longer runs are cut at a clause/space."""
+    first_clause_chars: int = 24
+    """Streaming: the first segment of a turn may end at a comma once it has this many characters."""

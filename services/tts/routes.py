@@ -1,0 +1,275 @@
+"""HTTP glue of the TTS service: ``/v1/audio/speech``, voices, health, readiness, GPU.
+
+Errors are OpenAI-shaped (:mod:`shared.errors`): 400 empty input, unknown voice (the message lists
+the voices) or invalid field; 413 input over ``TTS_MAX_INPUT_CHARS``; 503 queue full (with
+``Retry-After``). A client that disconnects cancels its queued syntheses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.tts.codecs import MEDIA_TYPES, STREAMABLE, AudioFormat, encode_chunk, encode_whole, streaming_wav_header
+from services.tts.engine import OPENAI_VOICE_ALIASES, SAMPLE_RATE_HZ, KokoroEngine, UnknownVoiceError
+from services.tts.normalize import normalize_for_speech
+from services.tts.scheduler import QueueFullError, StreamTicket
+from services.tts.schemas import GpuInfo, Health, Ready, SpeechRequest, VoiceInfo, VoicesResponse
+from services.tts.segmenter import split_text
+from shared.errors import APIError
+
+router = APIRouter()
+T = TypeVar("T")
+
+REQUESTS = Counter("tts_requests_total", "Speech requests by endpoint and outcome", ["endpoint", "outcome"])
+LATENCY = Histogram(
+    "tts_request_duration_seconds", "Synthesis latency", buckets=(0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 3, 5, 10, 20)
+)
+TTFA = Histogram(
+    "tts_time_to_first_audio_seconds",
+    "Request start to first audio bytes",
+    ["endpoint"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+)
+AUDIO = Histogram("tts_audio_duration_seconds", "Duration of synthesised audio", buckets=(1, 2, 3, 5, 10, 30, 60))
+RTF = Histogram(
+    "tts_real_time_factor",
+    "Synthesis wall time / audio duration per request",
+    buckets=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 5),
+)
+CANCELLED = Counter("tts_cancelled_total", "Syntheses dropped by cancel or client disconnect", ["endpoint"])
+QUEUE_DEPTH = Gauge("tts_queue_depth", "Segments waiting for synthesis")
+INFLIGHT = Gauge("tts_inflight_batches", "Synthesis batches running now")
+
+
+def engine_of(request_or_app_state: Request) -> KokoroEngine:
+    """The engine the lifespan put on ``app.state``."""
+    engine: KokoroEngine = request_or_app_state.app.state.engine
+    return engine
+
+
+def unknown_voice(engine: KokoroEngine, voice: str | None) -> APIError:
+    """400 listing the available voices (OpenAI-shaped)."""
+    return APIError(
+        400, f"unknown voice {voice!r}; available: {', '.join(engine.voices)}", param="voice", code="unknown_voice"
+    )
+
+
+def queue_full(exc: QueueFullError) -> APIError:
+    """503 with ``Retry-After: 1``."""
+    return APIError(
+        503,
+        f"TTS is overloaded ({exc}); retry shortly",
+        type="server_error",
+        code="overloaded",
+        headers={"Retry-After": "1"},
+    )
+
+
+@router.get("/health", response_model=Health)
+async def health(request: Request) -> Health:
+    """Liveness: the model is loaded."""
+    engine = engine_of(request)
+    return Health(
+        status="ok",
+        voices=len(engine.voices),
+        sample_rate=SAMPLE_RATE_HZ,
+        backend=engine.backend.name,
+        device=engine.backend.device,
+    )
+
+
+@router.get("/ready", response_model=Ready, responses={503: {"model": Ready}})
+async def ready(request: Request) -> Response:
+    """Readiness: 200 while the queue has room, 503 (``status="busy"``) when it is full."""
+    engine = engine_of(request)
+    sched = engine.scheduler
+    busy = sched.depth >= sched.max_queue
+    body = Ready(
+        status="busy" if busy else "ready", queue_depth=sched.depth, max_queue=sched.max_queue, inflight=sched.inflight
+    )
+    return JSONResponse(body.model_dump(), status_code=503 if busy else 200)
+
+
+@router.get("/v1/audio/voices", response_model=VoicesResponse)
+async def voices(request: Request) -> VoicesResponse:
+    """Every voice in the voices file, with language and gender from Kokoro's naming (``af_heart``)."""
+    engine = engine_of(request)
+    langs = {"a": "en-us", "b": "en-gb", "e": "es", "f": "fr", "h": "hi", "i": "it", "j": "ja", "p": "pt-br", "z": "zh"}
+    genders = {"f": "female", "m": "male"}
+    out = [
+        VoiceInfo(id=v, language=langs.get(v[:1], "unknown"), gender=genders.get(v[1:2], "unknown"))  # type: ignore[arg-type]
+        for v in engine.voices
+    ]
+    aliases = {k: v for k, v in OPENAI_VOICE_ALIASES.items() if v in engine.voices}
+    return VoicesResponse(default=engine.settings.default_voice, voices=out, aliases=aliases)
+
+
+@router.get("/gpu", response_model=GpuInfo)
+async def gpu(request: Request) -> GpuInfo:
+    """The accelerator in use: name, memory used/total (MiB), utilisation %; all null on CPU."""
+    return gpu_info(engine_of(request).backend.device)
+
+
+def gpu_info(device: str) -> GpuInfo:
+    """Read CUDA memory through torch (``mem_get_info``) and utilisation through NVML if available."""
+    if not device.startswith("cuda"):
+        return GpuInfo(device="cpu")
+    try:
+        import torch
+
+        idx = torch.device(device).index or 0
+        free, total = torch.cuda.mem_get_info(idx)
+        util: float | None
+        try:
+            util = float(torch.cuda.utilization(idx))
+        except Exception:  # NVML (pynvml) missing or unreadable
+            util = None
+        return GpuInfo(
+            device=device,
+            name=torch.cuda.get_device_name(idx),
+            memory_used_mb=(total - free) / 2**20,
+            memory_total_mb=total / 2**20,
+            utilization_pct=util,
+        )
+    except Exception:
+        return GpuInfo(device=device)
+
+
+def _validate(engine: KokoroEngine, body: SpeechRequest) -> tuple[str, str, int]:
+    text = body.input.strip()
+    if not text:
+        raise APIError(400, "input is empty", param="input", code="empty_input")
+    limit = engine.settings.max_input_chars
+    if len(text) > limit:
+        raise APIError(
+            413, f"input has {len(text)} characters; the limit is {limit}", param="input", code="input_too_long"
+        )
+    if not normalize_for_speech(text):
+        raise APIError(400, "input has nothing to speak (only symbols or emojis)", param="input", code="empty_input")
+    try:
+        voice = engine.resolve_voice(body.voice)
+    except UnknownVoiceError as exc:
+        raise unknown_voice(engine, body.voice) from exc
+    rate = body.sample_rate or (8000 if body.response_format is AudioFormat.mulaw else SAMPLE_RATE_HZ)
+    return text, voice, rate
+
+
+@router.post("/v1/audio/speech")
+async def speech(body: SpeechRequest, request: Request) -> Response:
+    """OpenAI-compatible speech.
+
+    ``pcm`` (raw PCM16 LE mono), ``mulaw`` (raw G.711 μ-law) and ``wav`` are streamed with chunked
+    transfer, one chunk per sentence/clause as soon as it is synthesised; ``mp3``, ``opus`` (Ogg) and
+    ``flac`` are sent whole. Headers: ``X-Sample-Rate`` (Hz), ``X-Audio-Format``.
+    """
+    engine = engine_of(request)
+    try:
+        text, voice, rate = _validate(engine, body)
+    except APIError as exc:
+        REQUESTS.labels("speech", "bad_request").inc()
+        raise exc
+    fmt = body.response_format
+    segments = split_text(text, engine.settings.first_clause_chars, engine.settings.segment_max_chars)
+    ticket = StreamTicket()
+    futures: list[asyncio.Future[np.ndarray] | None] = []
+    try:
+        for i, seg in enumerate(segments):
+            futures.append(engine.submit_segment(seg, voice, body.speed, ticket, pause=i < len(segments) - 1)[1])
+    except QueueFullError as exc:
+        _cancel(futures)
+        REQUESTS.labels("speech", "overloaded").inc()
+        raise queue_full(exc) from exc
+    headers = {"X-Sample-Rate": str(rate), "X-Audio-Format": fmt.value}
+    started = time.perf_counter()
+    if fmt in STREAMABLE:
+        return StreamingResponse(
+            _stream_body(futures, fmt, rate, started), media_type=MEDIA_TYPES[fmt], headers=headers
+        )
+    try:
+        parts = await _unless_disconnected(request, _gather(futures))
+    except asyncio.CancelledError:
+        _cancel(futures)
+        CANCELLED.labels("speech").inc()
+        raise
+    audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    _observe(started, audio.size, time.perf_counter())
+    return Response(encode_whole(audio, fmt, rate), media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+async def _gather(futures: list[asyncio.Future[np.ndarray] | None]) -> list[np.ndarray]:
+    return [await f for f in futures if f is not None]
+
+
+def _cancel(futures: list[asyncio.Future[np.ndarray] | None]) -> None:
+    for f in futures:
+        if f is not None:
+            f.cancel()
+
+
+def _observe(started: float, samples: int, first_audio: float | None) -> None:
+    elapsed = time.perf_counter() - started
+    LATENCY.observe(elapsed)
+    if first_audio is not None:
+        TTFA.labels("speech").observe(first_audio - started)
+    seconds = samples / SAMPLE_RATE_HZ
+    AUDIO.observe(seconds)
+    if seconds > 0:
+        RTF.observe(elapsed / seconds)
+    REQUESTS.labels("speech", "ok").inc()
+
+
+async def _stream_body(
+    futures: list[asyncio.Future[np.ndarray] | None], fmt: AudioFormat, rate: int, started: float
+) -> AsyncIterator[bytes]:
+    """Yield each segment's encoded audio in order as soon as it is ready.
+
+    If the client goes away, Starlette cancels this generator; the ``finally`` then drops every
+    segment not yet synthesised.
+    """
+    first: float | None = None
+    samples = 0
+    finished = False
+    try:
+        if fmt is AudioFormat.wav:
+            yield streaming_wav_header(rate)
+        for fut in futures:
+            if fut is None:
+                continue
+            audio = await fut
+            samples += audio.size
+            if audio.size:
+                if first is None:
+                    first = time.perf_counter()
+                yield encode_chunk(audio, fmt, rate)
+        finished = True
+        _observe(started, samples, first)
+    finally:
+        if not finished:
+            _cancel(futures)
+            CANCELLED.labels("speech").inc()
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T], poll_s: float = 0.1) -> T:
+    """Await ``work``; if the client disconnects first, cancel it and raise ``CancelledError``."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise asyncio.CancelledError("client disconnected")
+    finally:
+        task.cancel()

@@ -1,0 +1,77 @@
+"""Async HTTP clients for the STT and TTS services; errors become :class:`UpstreamError`."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+
+from shared.audio import wav_bytes
+from shared.errors import UpstreamError
+
+
+async def _post(
+    client: httpx.AsyncClient, service: str, url: str, timeout_s: float, **kwargs: object
+) -> httpx.Response:
+    try:
+        resp = await client.post(url, timeout=timeout_s, **kwargs)  # type: ignore[arg-type]
+    except httpx.TimeoutException as exc:
+        raise UpstreamError(service, f"timed out after {timeout_s}s", retryable=True) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(service, f"unreachable: {exc!r}", retryable=True) from exc
+    if resp.status_code >= 400:
+        raise UpstreamError.from_status(service, resp.status_code, resp.text)
+    return resp
+
+
+class STTClient:
+    """Client of ``POST /v1/audio/transcriptions`` (OpenAI-compatible).
+
+    Args:
+        client: shared ``httpx.AsyncClient``.
+        base_url: e.g. ``http://127.0.0.1:8001``.
+        timeout_s: per-request timeout, seconds.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str, timeout_s: float = 10.0) -> None:
+        self.client = client
+        self.url = base_url.rstrip("/") + "/v1/audio/transcriptions"
+        self.timeout_s = timeout_s
+
+    async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str | None = "en") -> str:
+        """Transcribe mono PCM16 (int16, shape (n,)) at ``sample_rate`` Hz; returns the text.
+
+        Raises:
+            UpstreamError: timeout, connection failure or an error status.
+        """
+        files = {"file": ("utterance.wav", wav_bytes(pcm16, sample_rate), "audio/wav")}
+        data = {"model": "whisper-1", "response_format": "json"}
+        if language:
+            data["language"] = language
+        resp = await _post(self.client, "stt", self.url, self.timeout_s, files=files, data=data)
+        return str(resp.json()["text"]).strip()
+
+
+class TTSClient:
+    """Client of ``POST /v1/audio/speech`` returning raw PCM16.
+
+    Args:
+        client: shared ``httpx.AsyncClient``.
+        base_url: e.g. ``http://127.0.0.1:8002``.
+        timeout_s: per-request timeout, seconds.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str, timeout_s: float = 15.0) -> None:
+        self.client = client
+        self.url = base_url.rstrip("/") + "/v1/audio/speech"
+        self.timeout_s = timeout_s
+
+    async def synthesize(self, text: str, voice: str, speed: float = 1.0) -> tuple[np.ndarray, int]:
+        """Speak ``text``; returns (PCM16 int16 shape (n,), sample rate Hz — 24000 for Kokoro).
+
+        Raises:
+            UpstreamError: timeout, connection failure or an error status.
+        """
+        body = {"model": "kokoro", "input": text, "voice": voice, "response_format": "pcm", "speed": speed}
+        resp = await _post(self.client, "tts", self.url, self.timeout_s, json=body)
+        rate = int(resp.headers.get("x-sample-rate", "24000"))
+        return np.frombuffer(resp.content, dtype="<i2").astype(np.int16), rate
