@@ -1,0 +1,59 @@
+"""Admin authentication: one API key (``GATEWAY_ADMIN_API_KEY``) as a bearer token or ``X-Admin-Key``.
+
+Both schemes appear in the OpenAPI document, so ``/docs``' *Authorize* button works. Without a
+configured key every admin request is refused (401): the admin API is off until a key is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.config import GatewaySettings
+
+bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <GATEWAY_ADMIN_API_KEY>`")
+key_header = APIKeyHeader(name="X-Admin-Key", auto_error=False, description="`X-Admin-Key: <GATEWAY_ADMIN_API_KEY>`")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": 'Bearer realm="switchboard"'})
+
+
+async def require_admin(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+    api_key: str | None = Security(key_header),
+) -> None:
+    """FastAPI dependency: pass with the right key, else 401 (constant-time comparison).
+
+    Raises:
+        HTTPException: 401 without a key, with a wrong key, or when no key is configured.
+    """
+    settings: GatewaySettings = request.app.state.settings
+    expected = settings.admin_api_key.get_secret_value()
+    if not expected:
+        raise _unauthorized("admin API disabled: set GATEWAY_ADMIN_API_KEY")
+    given = credentials.credentials if credentials is not None else api_key
+    if not given:
+        raise _unauthorized("admin API key required (Authorization: Bearer <key> or X-Admin-Key)")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise _unauthorized("invalid admin API key")
+
+
+@asynccontextmanager
+async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction on the app's database (committed on success).
+
+    Raises:
+        HTTPException: 503 when the gateway runs without a database.
+    """
+    runtime = getattr(request.app.state, "db_runtime", None)
+    if runtime is None:
+        raise HTTPException(status_code=503, detail="database disabled (GATEWAY_DATABASE_ENABLED=false)")
+    async with runtime.db.sessions() as session, session.begin():
+        yield session

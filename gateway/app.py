@@ -1,0 +1,98 @@
+"""Composition root of the gateway: clients, Redis, VAD and the webhook sender on ``app.state``.
+
+With ``GATEWAY_DATABASE_ENABLED`` (the default) the lifespan also migrates the database and starts
+the webhook outbox dispatcher and the post-call worker (:class:`gateway.lifecycle.DatabaseRuntime`);
+its :class:`~gateway.lifecycle.DatabaseHooks` replace the settings-only hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.admin import routers as admin_routers
+from gateway.config import GatewaySettings
+from gateway.pipeline import router as pipeline_router
+from gateway.routes import router
+from shared.metrics import mount_metrics
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build the gateway app; connections and models are made in the lifespan."""
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import httpx
+        from redis.asyncio import Redis
+
+        from gateway.hooks import CallHooks, SettingsHooks
+        from gateway.llm import LLMClient
+        from gateway.session import Deps
+        from gateway.smart_turn import SmartTurn
+        from gateway.store import CallStore
+        from gateway.telephony import TwilioCalls
+        from gateway.vad import SileroVAD
+        from gateway.webhook import WebhookSender
+        from shared.clients import STTClient, TTSClient
+
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        llm = LLMClient(
+            settings.llm_url,
+            settings.llm_model,
+            settings.llm_api_key.get_secret_value(),
+            timeout_s=settings.llm_timeout_s,
+            max_tokens=settings.llm_max_tokens,
+            temperature=settings.llm_temperature,
+        )
+        webhooks = WebhookSender(http, settings.webhook_timeout_s, settings.webhook_attempts)
+        token = settings.twilio_auth_token.get_secret_value()
+        twilio = (
+            TwilioCalls(settings.twilio_account_sid, token, settings.twilio_api_base_url)
+            if settings.twilio_account_sid and token
+            else None
+        )
+        smart_turn = SmartTurn(settings.smart_turn_model_path) if settings.turn_detection == "smart_turn" else None
+        hooks: CallHooks = SettingsHooks(settings, webhooks)
+        db_runtime = None
+        if settings.database_enabled:  # agents, calls and signed webhooks from the database
+            from gateway.lifecycle import DatabaseRuntime
+
+            db_runtime = await DatabaseRuntime.start(settings)
+            hooks = db_runtime.hooks
+        app.state.db_runtime = db_runtime
+        app.state.deps = Deps(
+            settings=settings,
+            store=CallStore(redis, settings.record_turns_ttl_s),
+            stt=STTClient(http, settings.stt_url, settings.stt_timeout_s),
+            tts=TTSClient(http, settings.tts_url, settings.tts_timeout_s),
+            llm=llm,
+            vad=SileroVAD(settings.vad_model_path),
+            hooks=hooks,
+            smart_turn=smart_turn,
+            twilio=twilio,
+        )
+        try:
+            yield
+        finally:
+            if db_runtime is not None:
+                await db_runtime.aclose()
+            await webhooks.drain()
+            if twilio is not None:
+                await twilio.close()
+            await llm.close()
+            await http.aclose()
+            await redis.aclose()
+
+    app = FastAPI(title="Switchboard gateway", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.db_runtime = None
+    app.include_router(router)
+    app.include_router(pipeline_router)
+    for admin_router in admin_routers:
+        app.include_router(admin_router)
+    mount_metrics(app)
+    return app

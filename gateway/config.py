@@ -1,0 +1,227 @@
+"""Gateway settings (env prefix ``GATEWAY_``), read by pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from gateway.interruptions import DEFAULT_BACKCHANNELS
+from services.llm.config import DEFAULT_MODEL_ID
+from shared.config import PROJECT_ROOT, ServiceSettings
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "placeholder", "secret", "xxx"}
+
+BUSINESS_FACTS = (
+    "Business: Acme Plumbing, a family plumbing company in Springfield.\n"
+    "Hours: Monday to Friday 8 am to 6 pm, Saturday 9 am to 1 pm; 24/7 emergency line for burst pipes "
+    "and flooding.\n"
+    "Service area: Springfield and towns within 20 miles.\n"
+    "Prices: call-out fee 89 dollars, waived if the job goes ahead; leak repairs usually 150 to 300 dollars.\n"
+    "Services: leaks, clogged drains, water heaters, toilets, sinks, burst pipes."
+)
+
+
+def default_system_prompt(facts: str = BUSINESS_FACTS) -> str:
+    """The receptionist prompt: the business facts, the answer style, and three example exchanges.
+
+    Small instruct models (the 0.5B CPU default) follow examples far better than abstract rules:
+    with the examples, replies end in a booking question; without them they rarely do.
+    """
+    return (
+        "You are Sam, the friendly phone receptionist of Acme Plumbing. You talk to callers on the phone.\n\n"
+        f"{facts}\n\n"
+        "How you answer: one or two short spoken sentences, then one question that helps book a plumber visit "
+        "(the caller's name, address, or a good time). Never use lists or markdown. If you don't know something, "
+        "say the plumber will confirm it.\n\n"
+        "Example 1\nCaller: My bathroom drain is blocked.\n"
+        "Sam: Sorry to hear that, we clear blocked drains every day. What is your address so we can send a plumber?"
+        "\n\nExample 2\nCaller: How much do you charge?\n"
+        "Sam: The call-out fee is 89 dollars, and it's waived if the job goes ahead. What problem are you having?"
+        "\n\nExample 3\nCaller: Can someone come tomorrow morning?\n"
+        "Sam: Yes, we can book a plumber for tomorrow morning. May I have your name and address?"
+    )
+
+
+class GatewaySettings(ServiceSettings):
+    """Every gateway setting; each is an env var ``GATEWAY_<NAME>`` (see README)."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    port: int = 8080
+    environment: str = "development"
+    """``production`` refuses to start with a placeholder Twilio auth token."""
+    public_url: str | None = None
+    """Public base URL (``https://<pod>-8080.proxy.runpod.net``) for the TwiML stream URL and
+    signature validation behind proxies; defaults to the request's own host."""
+    twilio_auth_token: SecretStr = SecretStr("")
+    """Validates ``X-Twilio-Signature`` when set; with the account SID, also authenticates REST calls."""
+    twilio_account_sid: str = ""
+    """Account SID for Twilio's REST API (hang-up, transfer); empty disables REST calls."""
+    twilio_api_base_url: str = "https://api.twilio.com"
+    """Base URL of Twilio's REST API (tests point it at a local fake)."""
+
+    stt_url: str = "http://127.0.0.1:8001"
+    """STT service base URL."""
+    tts_url: str = "http://127.0.0.1:8002"
+    """TTS service base URL."""
+    llm_url: str = "http://127.0.0.1:8000/v1"
+    """OpenAI-compatible base URL of the LLM (vLLM or the CPU stand-in), including ``/v1``."""
+    llm_model: str = DEFAULT_MODEL_ID
+    """Served model id."""
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    """Bearer token for the LLM server, if it requires one."""
+    llm_max_tokens: int = 80
+    """Reply length cap, tokens."""
+    llm_temperature: float = 0.3
+    """Sampling temperature."""
+    stt_timeout_s: float = 10.0
+    """STT request timeout, seconds; a timeout becomes a spoken apology."""
+    llm_timeout_s: float = 20.0
+    """LLM request timeout, seconds."""
+    tts_timeout_s: float = 15.0
+    """TTS request timeout, seconds."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis for per-call turn state."""
+    webhook_url: str | None = None
+    """Where ``call.completed`` is POSTed; unset disables webhooks."""
+    webhook_timeout_s: float = 5.0
+    """Per delivery attempt, seconds."""
+    webhook_attempts: int = 4
+    """Delivery attempts with exponential backoff."""
+
+    voice: str = "af_heart"
+    """Kokoro voice of the agent."""
+    greeting: str = "Thanks for calling Acme Plumbing, this is the virtual receptionist. How can I help you today?"
+    """Spoken when the call connects."""
+    system_prompt: str = Field(default_factory=default_system_prompt)
+    """The LLM system prompt (default: a plumbing receptionist with the business facts)."""
+    corrections: dict[str, str] = Field(default_factory=lambda: {"acne plumbing": "Acme Plumbing"})
+    """Keyword corrections applied to transcripts: JSON object ``{"pattern": "replacement"}``;
+    whole word, case-insensitive."""
+    tools: list[str] = Field(default_factory=list)
+    """Function-calling tools the agent may use: ``end_call``, ``transfer_call``, ``take_message``,
+    ``book_appointment`` (JSON list). Off by default: the 0.5B CPU model calls tools unreliably; enable
+    with a model that handles function calling (e.g. on vLLM with ``--tool-call-parser hermes``)."""
+    transfer_number: str | None = None
+    """E.164 number ``transfer_call`` dials (the default agent's)."""
+    end_call_goodbye: str = "Thanks for calling Acme Plumbing. Goodbye!"
+    """Said before hanging up when the model ends the call without saying goodbye itself."""
+    debug_audio_dir: str | None = None
+    """If set, every caller utterance sent to STT is also written here as a WAV (for debugging)."""
+    max_history_turns: int = 12
+    """Messages of conversation history sent to the LLM."""
+
+    vad_model_path: str | None = None
+    """Silero VAD ONNX; defaults to the ``silero_vad_v6.onnx`` faster-whisper ships."""
+    turn_detection: Literal["smart_turn", "silence"] = "smart_turn"
+    """``smart_turn``: after a short pause Smart Turn v3 decides if the caller is done (fast on a
+    finished question, patient mid-sentence); ``silence``: only ``GATEWAY_ENDPOINT_SILENCE_MS``."""
+    smart_turn_model_path: str | None = None
+    """Smart Turn ONNX; defaults to ``models/smart-turn/smart-turn-v3.2-cpu.onnx``."""
+    smart_turn_pause_ms: int = 200
+    """Pause after which Smart Turn is asked whether the turn is complete."""
+    smart_turn_threshold: float = 0.5
+    """Smart Turn probability at which the turn ends."""
+    smart_turn_max_silence_ms: int = 1500
+    """With Smart Turn, a pause this long ends the turn whatever the model says."""
+    barge_in_min_ms: int = 800
+    """Voiced caller speech over the agent this long interrupts at once (clear + cancel); shorter speech
+    is transcribed and interrupts only if it has enough words (see docs/turn-taking.md)."""
+    barge_in_min_words: int = 3
+    """Shorter speech over the agent interrupts only with this many words that are not backchannels."""
+    backchannels: list[str] = Field(default_factory=lambda: list(DEFAULT_BACKCHANNELS))
+    """Acknowledgements ("mm-hm", "yeah", "okay") that never interrupt the agent."""
+    reprompt_after_s: float = 8.0
+    """Caller silence after which the agent asks if they are still there."""
+    hangup_after_s: float = 20.0
+    """Caller silence after which the agent says goodbye and hangs up."""
+    reprompt_text: str = "Are you still there?"
+    """Spoken after ``GATEWAY_REPROMPT_AFTER_S`` of silence."""
+    goodbye_text: str = "I haven't heard anything, so I'll hang up now. Please call back any time. Goodbye!"
+    """Spoken before hanging up on a silent line."""
+    vad_threshold: float = 0.5
+    """Silero speech probability that counts as speech (silence below it minus 0.15)."""
+    endpoint_silence_ms: int = 500
+    """Silence after speech that ends the caller's turn (``GATEWAY_TURN_DETECTION=silence``)."""
+    min_speech_ms: int = 250
+    """Speech shorter than this is ignored (clicks, noise)."""
+    pre_roll_ms: int = 200
+    """Audio kept before detected speech start so the first syllable reaches STT."""
+    playback_lead_ms: int = 100
+    """How far ahead of real time outbound audio is sent (a small jitter buffer at Twilio)."""
+    max_call_seconds: int = 900
+    """Calls are closed after this long."""
+    record_turns_ttl_s: int = 7 * 24 * 3600
+    """How long a finished call stays in Redis, seconds."""
+
+    data_dir: str = str(PROJECT_ROOT / "data")
+    """Where the SQLite database and the call recordings (``recordings/<CallSid>.wav``) live."""
+    database_enabled: bool = True
+    """Agents, numbers, corrections, calls and the webhook outbox in a database (admin API,
+    signed at-least-once webhooks, extraction); ``false``: the settings-only agent above."""
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("GATEWAY_DATABASE_URL", "DATABASE_URL", "database_url")
+    )
+    """SQLAlchemy URL (also read from plain ``DATABASE_URL``); default
+    ``sqlite+aiosqlite:///<data_dir>/switchboard.db``. PostgreSQL: ``postgresql://user:pass@host/db`` (asyncpg)."""
+    database_auto_migrate: bool = True
+    """Run the Alembic migrations (``upgrade head``) when the gateway starts."""
+    admin_api_key: SecretStr = SecretStr("")
+    """Key for ``/api/*``, ``/v1/pipeline`` and the ``/admin`` page (``Authorization: Bearer <key>``
+    or ``X-Admin-Key``); empty disables them. ``production`` refuses a placeholder."""
+    unknown_number_policy: Literal["default", "reject"] = "default"
+    """A call to a number no agent owns: ``default`` (the default agent, else the settings agent)
+    or ``reject`` (speak ``GATEWAY_REJECT_MESSAGE`` and hang up)."""
+    reject_message: str = "Sorry, this number is not in service. Please check the number and call again. Goodbye."
+    """Spoken to callers of unknown numbers when the policy is ``reject``."""
+    recording_enabled: bool = True
+    """Keep a WAV of each call (both sides mixed, 8 kHz) in ``<data_dir>/recordings``."""
+    extraction_enabled: bool = True
+    """After each call the LLM fills the call's details (name, callback number, address, problem,
+    urgency, time window, summary) into JSON, sent with ``call.completed``."""
+    extraction_json_mode: Literal["json_object", "json_schema"] = "json_object"
+    """How the schema is sent: ``json_object`` with ``schema`` (llama.cpp server) or OpenAI's
+    ``json_schema`` (vLLM)."""
+    extraction_timeout_s: float = 60.0
+    """Per extraction request to the LLM, seconds."""
+    extraction_max_tokens: int = 400
+    """Length cap of the extraction JSON, tokens."""
+    extraction_defer_s: float = 60.0
+    """While calls are in progress an extraction waits up to this long, so it does not slow down
+    live replies on a shared LLM (0: never wait)."""
+    webhook_secret: SecretStr = SecretStr("")
+    """HMAC-SHA256 key signing webhooks to ``GATEWAY_WEBHOOK_URL`` (agents have their own);
+    empty sends them unsigned."""
+    webhook_events: list[str] = Field(default_factory=lambda: ["call.completed"])
+    """Events sent to ``GATEWAY_WEBHOOK_URL`` (JSON list of ``call.started``, ``call.completed``)."""
+    outbox_max_attempts: int = 12
+    """Webhook delivery attempts from the outbox before an event is marked failed."""
+    outbox_backoff_base_s: float = 2.0
+    """First retry delay, seconds; doubled after each failed attempt (with jitter)."""
+    outbox_backoff_max_s: float = 600.0
+    """Longest retry delay, seconds."""
+    outbox_poll_interval_s: float = 1.0
+    """How often the outbox dispatcher looks for due events (new ones are sent at once)."""
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> GatewaySettings:
+        if self.environment == "production":
+            token = self.twilio_auth_token.get_secret_value().strip().lower()
+            if token in PLACEHOLDER_SECRETS:
+                raise ValueError("GATEWAY_TWILIO_AUTH_TOKEN must be set to the real token in production")
+            admin_key = self.admin_api_key.get_secret_value().strip().lower()
+            if self.database_enabled and admin_key in PLACEHOLDER_SECRETS:
+                raise ValueError("GATEWAY_ADMIN_API_KEY must be set to a real key in production")
+        if self.vad_model_path is not None and not Path(self.vad_model_path).is_file():
+            raise ValueError(f"GATEWAY_VAD_MODEL_PATH {self.vad_model_path!r} does not exist")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """``database_url`` or the SQLite file in ``data_dir`` (async driver names filled in)."""
+        from gateway.db.engine import normalize_url
+
+        return normalize_url(self.database_url or f"sqlite:///{Path(self.data_dir) / 'switchboard.db'}")

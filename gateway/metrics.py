@@ -1,0 +1,25 @@
+"""Prometheus metrics of the gateway (names follow Prometheus conventions: units, ``_total``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+STAGES = ("endpointing", "stt", "llm_ttft", "tts_first_audio", "voice_to_voice")
+
+ACTIVE_CALLS = Gauge("gateway_active_calls", "Calls with an open media stream")
+CALLS = Counter("gateway_calls_total", "Calls started")
+STAGE_LATENCY = Histogram(
+    "gateway_stage_latency_seconds",
+    "Per-turn latency by pipeline stage",
+    ["stage"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+)
+BARGE_INS = Counter("gateway_barge_ins_total", "Caller interruptions of agent speech")
+ERRORS = Counter("gateway_errors_total", "Errors by stage", ["stage"])
+WEBHOOKS = Counter("gateway_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
+MALFORMED = Counter("gateway_malformed_frames_total", "Twilio frames skipped as malformed or unknown")
+
+for _stage in STAGES:
+    STAGE_LATENCY.labels(_stage)
+for _stage in ("stt", "llm", "tts", "webhook", "session"):
+    ERRORS.labels(_stage)

@@ -1,0 +1,115 @@
+"""Outbound audio to Twilio: 20 ms μ-law frames paced in real time, marks in order, ``clear`` first.
+
+Twilio plays what it receives at real time and buffers the rest; sending only ``lead_ms`` ahead
+of real time keeps that buffer small, so a ``clear`` (barge-in) silences the caller's line at
+once and marks are echoed close to when the caller actually heard the audio before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from shared.audio import FRAME_MS
+from shared.twilio_media import Clear, Command, SendMark, SendMedia
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    payload: bytes
+    reply_id: str
+
+
+@dataclass(frozen=True)
+class _Mark:
+    name: str
+
+
+class Playback:
+    """Per-call outbound queue and pacer (run :meth:`run` as one of the call's tasks).
+
+    Args:
+        send: coroutine that writes one serialised command to the WebSocket.
+        stream_sid: Twilio stream sid for every command.
+        lead_ms: how far ahead of real time frames are sent.
+        on_reply_started: called with the reply id when its first frame is sent.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[Command], Awaitable[None]],
+        stream_sid: str,
+        lead_ms: int = 100,
+        on_reply_started: Callable[[str], None] | None = None,
+    ) -> None:
+        self._send = send
+        self._on_reply_started = on_reply_started
+        self._generation = 0
+        self.stream_sid = stream_sid
+        self.lead_s = lead_ms / 1000
+        self._queue: asyncio.Queue[_Frame | _Mark] = asyncio.Queue()
+        self._next_due = 0.0
+        self.first_sent: dict[str, float] = {}
+        """reply id → ``time.monotonic()`` when its first frame went out."""
+        self._first_sent_events: dict[str, asyncio.Event] = {}
+        self.frames_sent = 0
+
+    def enqueue_audio(self, frames: list[bytes], reply_id: str) -> None:
+        """Queue 160-byte μ-law frames belonging to reply ``reply_id``."""
+        for f in frames:
+            self._queue.put_nowait(_Frame(f, reply_id))
+
+    def enqueue_mark(self, name: str) -> None:
+        """Queue a mark after the audio queued so far."""
+        self._queue.put_nowait(_Mark(name))
+
+    def first_frame_event(self, reply_id: str) -> asyncio.Event:
+        """An event set when the first frame of ``reply_id`` is sent."""
+        return self._first_sent_events.setdefault(reply_id, asyncio.Event())
+
+    @property
+    def pending_frames(self) -> int:
+        """Items waiting to be sent."""
+        return self._queue.qsize()
+
+    async def clear(self) -> list[str]:
+        """Barge-in: drop queued audio, send ``clear`` now; returns the names of dropped marks."""
+        dropped: list[str] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Mark):
+                dropped.append(item.name)
+        self._next_due = 0.0
+        self._generation += 1
+        await self._send(Clear(self.stream_sid))
+        return dropped
+
+    async def run(self) -> None:
+        """Send queued items forever (cancel to stop)."""
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, _Mark):
+                await self._send(SendMark(self.stream_sid, item.name))
+                continue
+            now = time.monotonic()
+            if self._next_due < now:
+                self._next_due = now
+            wait = self._next_due - now - self.lead_s
+            if wait > 0:
+                generation = self._generation
+                await asyncio.sleep(wait)
+                if generation != self._generation:  # cleared while waiting: drop this frame
+                    continue
+            await self._send(SendMedia(self.stream_sid, item.payload))
+            self.frames_sent += 1
+            self._next_due += FRAME_MS / 1000
+            if item.reply_id not in self.first_sent:
+                self.first_sent[item.reply_id] = time.monotonic()
+                self.first_frame_event(item.reply_id).set()
+                if self._on_reply_started is not None:
+                    self._on_reply_started(item.reply_id)

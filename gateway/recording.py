@@ -1,0 +1,93 @@
+"""Call recording: both sides of a call on one timeline, mixed to mono PCM16 8 kHz (pure, no I/O).
+
+The session feeds every μ-law chunk it receives (caller) and sends (agent) with its time since the
+call started. Each side is a contiguous track: a chunk that starts before the end of the
+previous one (a burst sent ahead of real time) follows it directly; a gap longer than
+``snap_s`` (silence between replies) is kept as silence; a smaller gap is closed, so arrival
+jitter adds no clicks (the track stays within ``snap_s`` of the clock).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.audio import TELEPHONY_RATE_HZ, ulaw_decode, wav_bytes
+
+
+class _Track:
+    def __init__(self, snap: int, max_samples: int) -> None:
+        self.chunks: list[tuple[int, np.ndarray]] = []
+        self.end = 0
+        self.snap = snap
+        self.max_samples = max_samples
+
+    def add(self, pcm: np.ndarray, offset: int) -> None:
+        if pcm.size == 0:
+            return
+        start = self.end if offset - self.end <= self.snap else offset
+        if start >= self.max_samples:
+            return
+        pcm = pcm[: self.max_samples - start]
+        self.chunks.append((start, pcm))
+        self.end = start + pcm.size
+
+    def truncate(self, at: int) -> None:
+        kept: list[tuple[int, np.ndarray]] = []
+        for start, pcm in self.chunks:
+            if start < at:
+                kept.append((start, pcm[: at - start]))
+        self.chunks = kept
+        self.end = min(self.end, max(at, 0))
+
+    def render_into(self, out: np.ndarray) -> None:
+        for start, pcm in self.chunks:
+            out[start : start + pcm.size] += pcm
+
+
+class CallRecorder:
+    """Collects a call's inbound and outbound audio and mixes it.
+
+    Args:
+        rate_hz: sample rate of the μ-law audio (Twilio: 8000).
+        snap_s: gaps up to this long between consecutive chunks of one side are closed.
+        max_seconds: audio beyond this much call time is dropped (bounds memory).
+    """
+
+    def __init__(self, rate_hz: int = TELEPHONY_RATE_HZ, snap_s: float = 0.06, max_seconds: float = 4 * 3600) -> None:
+        self.rate_hz = rate_hz
+        snap = round(snap_s * rate_hz)
+        max_samples = round(max_seconds * rate_hz)
+        self._inbound = _Track(snap, max_samples)
+        self._outbound = _Track(snap, max_samples)
+
+    def _offset(self, t: float) -> int:
+        return max(0, round(t * self.rate_hz))
+
+    def add_inbound(self, ulaw: bytes, t: float) -> None:
+        """Caller audio: μ-law bytes whose first sample is at ``t`` seconds since call start."""
+        self._inbound.add(ulaw_decode(ulaw), self._offset(t))
+
+    def add_outbound(self, ulaw: bytes, t: float) -> None:
+        """Agent audio: μ-law bytes sent at ``t`` seconds since call start (bursts queue up behind each other)."""
+        self._outbound.add(ulaw_decode(ulaw), self._offset(t))
+
+    def truncate_outbound(self, t: float) -> None:
+        """Drop agent audio after ``t`` seconds (Twilio's buffer was cleared on barge-in: never heard)."""
+        self._outbound.truncate(self._offset(t))
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the mix, seconds."""
+        return max(self._inbound.end, self._outbound.end) / self.rate_hz
+
+    def mix(self) -> np.ndarray:
+        """Both sides summed (clipped) on one timeline: int16 shape (n,), mono at ``rate_hz``."""
+        n = max(self._inbound.end, self._outbound.end)
+        acc = np.zeros(n, dtype=np.int32)
+        self._inbound.render_into(acc)
+        self._outbound.render_into(acc)
+        return np.clip(acc, -32768, 32767).astype(np.int16)
+
+    def wav(self) -> bytes:
+        """:meth:`mix` as a 16-bit PCM WAV file."""
+        return wav_bytes(self.mix(), self.rate_hz)

@@ -1,0 +1,581 @@
+"""One phone call over a Twilio Media Streams WebSocket.
+
+:class:`CallSession` owns every task of the call (an ``asyncio.TaskGroup``): the outbound
+pacer, and one reply task at a time (STT → corrections → streamed LLM → sentence-by-sentence
+TTS → μ-law frames). Inbound audio is decoded (μ-law 8 kHz → PCM16 → 16 kHz), run through
+Silero VAD and the endpointer; the pure :class:`~gateway.turns.TurnMachine` decides what a
+speech start or end means. Hang-up (``stop`` or a closed socket) cancels everything, records
+the call in Redis and hands the webhook to the app's sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import WebSocket, WebSocketDisconnect
+
+from gateway.call_control import CallControl
+from gateway.config import GatewaySettings
+from gateway.endpointing import Endpointer, PauseDetected, SpeechEnded, SpeechStarted
+from gateway.hooks import AgentProfile, CallHooks, CallSummary
+from gateway.interruptions import is_backchannel
+from gateway.llm import LLMClient
+from gateway.metrics import ACTIVE_CALLS, BARGE_INS, CALLS, ERRORS, MALFORMED, STAGE_LATENCY
+from gateway.playback import Playback
+from gateway.recording import CallRecorder
+from gateway.smart_turn import SmartTurn
+from gateway.speaker import Reply, Speaker
+from gateway.store import CallStore
+from gateway.telephony import TwilioCalls
+from gateway.tools import ToolCall, openai_tools
+from gateway.turns import Action, Event, State, TurnMachine
+from gateway.vad import FRAME_MS as VAD_FRAME_MS
+from gateway.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
+from gateway.vad import SileroVAD
+from shared import twilio_media as tw
+from shared.audio import TELEPHONY_RATE_HZ, Resampler, ulaw_decode, wav_bytes
+from shared.clients import STTClient, TTSClient
+from shared.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "Sorry, I'm having trouble hearing you right now. Could you say that again?"
+
+
+@dataclass
+class Deps:
+    """Process-wide objects a call uses (built once in the app's lifespan)."""
+
+    settings: GatewaySettings
+    store: CallStore
+    stt: STTClient
+    tts: TTSClient
+    llm: LLMClient
+    vad: SileroVAD
+    hooks: CallHooks
+    smart_turn: SmartTurn | None = None
+    twilio: TwilioCalls | None = None
+
+
+class CallSession(CallControl):
+    """Runs one call until hang-up. Create per WebSocket; call :meth:`run`."""
+
+    def __init__(self, deps: Deps, ws: WebSocket) -> None:
+        self.deps = deps
+        self.s = deps.settings
+        self.ws = ws
+        self.machine = TurnMachine()
+        self.stream_sid = ""
+        self.call_sid = ""
+        self.from_ = ""
+        self.to = ""
+        self.started_at = 0.0
+        self.history: list[dict[str, str]] = []
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reply_task: asyncio.Task[None] | None = None
+        self._replies: dict[str, Reply] = {}
+        self._current_reply: Reply | None = None
+        self._carry_text = ""
+        self._after_reply: dict[str, Callable[[], Awaitable[None]]] = {}
+        """Reply id → what to do once its last mark is echoed (hang up, transfer)."""
+        self._carry_audio: np.ndarray | None = None
+        """Caller audio whose transcription was cancelled because the caller went on talking."""
+        self._turn_seq = 0
+        self._resampler = Resampler(TELEPHONY_RATE_HZ, VAD_RATE_HZ)
+        self._vad = deps.vad.stream()
+        smart = deps.smart_turn is not None and self.s.turn_detection == "smart_turn"
+        self._endpointer = Endpointer(
+            threshold=self.s.vad_threshold,
+            silence_ms=self.s.smart_turn_max_silence_ms if smart else self.s.endpoint_silence_ms,
+            min_speech_ms=self.s.min_speech_ms,
+            pre_roll_ms=self.s.pre_roll_ms,
+            frame_ms=VAD_FRAME_MS,
+            check_ms=self.s.smart_turn_pause_ms if smart else None,
+        )
+        self.playback: Playback | None = None
+        self.speaker: Speaker | None = None
+        self.recorder: CallRecorder | None = CallRecorder() if self.s.recording_enabled else None
+        """Both sides of the call (caller frames as received, agent frames as sent)."""
+        self._t0 = time.monotonic()
+        self._barging = False
+        self._last_activity = time.monotonic()
+        self._reprompted = False
+        self.profile: AgentProfile | None = None
+        self._writes: asyncio.Queue[Any] = asyncio.Queue()
+        """Redis writes of this call, applied in order by one writer task."""
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the call until ``stop``, disconnect or the max call duration."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                try:
+                    async with asyncio.timeout(self.s.max_call_seconds):
+                        await self._receive_loop()
+                except TimeoutError:
+                    log.warning("call %s reached the %ss limit", self.call_sid, self.s.max_call_seconds)
+                for task in list(self._tasks):
+                    task.cancel()
+        except* Exception as group:  # a bug in one task must not take the gateway down
+            ERRORS.labels("session").inc()
+            log.error("call %s ended by an error: %r", self.call_sid, group.exceptions)
+        finally:
+            await self._finish()
+
+    def _write(self, coro: Any) -> None:
+        """Queue a Redis write; the writer applies them in order (and ``_finish`` drains them)."""
+        self._writes.put_nowait(coro)
+
+    async def _writer(self) -> None:
+        while True:
+            coro = await self._writes.get()
+            try:
+                await coro
+            except Exception as exc:  # Redis down degrades the call record, not the call
+                ERRORS.labels("session").inc()
+                log.error("call %s: Redis write failed: %r", self.call_sid, exc)
+
+    async def _drain_writes(self) -> None:
+        while not self._writes.empty():
+            coro = self._writes.get_nowait()
+            with contextlib.suppress(Exception):
+                await coro
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        assert self._tg is not None
+        task = self._tg.create_task(coro, name=f"{name}:{self.call_sid}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _send(self, command: tw.Command) -> None:
+        await self.ws.send_text(tw.serialize_command(command))
+        if self.recorder is not None:
+            if isinstance(command, tw.SendMedia):
+                self.recorder.add_outbound(command.payload, time.monotonic() - self._t0)
+            elif isinstance(command, tw.Clear):
+                self.recorder.truncate_outbound(time.monotonic() - self._t0)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                msg = await self.ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if msg["type"] == "websocket.disconnect":
+                return
+            raw = msg.get("text")
+            event = tw.parse_event(raw if raw is not None else msg.get("bytes") or b"")
+            if event is None:
+                MALFORMED.inc()
+                continue
+            if isinstance(event, tw.Stop):
+                log.info("call %s: stop", self.call_sid)
+                return
+            try:
+                await self._handle(event)
+            except Exception:  # one bad frame never ends the call
+                ERRORS.labels("session").inc()
+                log.exception("call %s: failed to handle %s", self.call_sid, type(event).__name__)
+
+    async def _handle(self, event: tw.Event) -> None:
+        if isinstance(event, tw.Start):
+            await self._on_start(event)
+            return
+        if isinstance(event, tw.Connected):
+            return
+        if not self.stream_sid or getattr(event, "stream_sid", None) != self.stream_sid:
+            MALFORMED.inc()
+            log.warning(
+                "call %s: skipped %s for stream %r",
+                self.call_sid,
+                type(event).__name__,
+                getattr(event, "stream_sid", None),
+            )
+            return
+        if isinstance(event, tw.Media):
+            self._on_audio(event.payload)
+        elif isinstance(event, tw.MarkEcho):
+            self._on_mark(event.name)
+        elif isinstance(event, tw.Dtmf):
+            await self._on_text_event(f"(The caller pressed {event.digit} on the keypad.)")
+
+    async def _on_start(self, event: tw.Start) -> None:
+        if self.stream_sid:
+            log.warning("call %s: ignored a second start", self.call_sid)
+            return
+        self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
+        params = event.custom_parameters
+        self.from_ = params.get("From", params.get("from", ""))
+        self.to = params.get("To", params.get("to", ""))
+        self.started_at = time.time()
+        self._t0 = time.monotonic()
+        CALLS.inc()
+        ACTIVE_CALLS.inc()
+        log.info("call %s started (stream %s, from %s to %s)", self.call_sid, self.stream_sid, self.from_, self.to)
+        self._write(self.deps.store.start_call(self.call_sid, self.stream_sid, self.from_, self.to, self.started_at))
+        self._spawn(self._writer(), "redis-writer")
+        self.playback = Playback(self._send, self.stream_sid, self.s.playback_lead_ms, self._on_reply_started)
+        self._spawn(self.playback.run(), "playback")
+        self.speaker = Speaker(self.deps.tts, self.playback)
+        self.profile = await self.deps.hooks.profile_for(self.call_sid, self.from_, self.to)
+        self._reply_task = self._spawn(self._greet(), "greeting")
+        self._spawn(self._silence_watchdog(), "silence")
+
+    async def _finish(self) -> None:
+        if not self.call_sid:
+            return
+        ACTIVE_CALLS.dec()
+        ended_at = time.time()
+        for reply in self._replies.values():
+            self._record_reply(reply, status="hangup")
+        self._write(self.deps.store.end_call(self.call_sid, ended_at))
+        await self._drain_writes()
+        turns: list[dict[str, Any]] = []
+        with contextlib.suppress(Exception):
+            turns = await self.deps.store.turns(self.call_sid)
+        if self.profile is None:  # the hooks failed before the call was served
+            log.info("call %s finished after %.1fs without a profile", self.call_sid, ended_at - self.started_at)
+            return
+        summary = CallSummary(
+            call_sid=self.call_sid,
+            stream_sid=self.stream_sid,
+            from_=self.from_,
+            to=self.to,
+            started_at=self.started_at,
+            ended_at=ended_at,
+            turns=turns,
+            profile=self.profile,
+            recording_pcm16=self.recorder.mix() if self.recorder is not None else None,
+        )
+        try:
+            await self.deps.hooks.call_ended(summary)
+        except Exception:
+            ERRORS.labels("session").inc()
+            log.exception("call %s: call_ended hook failed", self.call_sid)
+        log.info("call %s finished after %.1fs", self.call_sid, ended_at - self.started_at)
+
+    # ---- inbound audio and turn-taking ----------------------------------------------
+    def _on_audio(self, ulaw: bytes) -> None:
+        if self.recorder is not None:
+            self.recorder.add_inbound(ulaw, time.monotonic() - self._t0)
+        pcm16k = self._resampler.process(ulaw_decode(ulaw))
+        ep = self._endpointer
+        for frame, prob in self._vad.process(pcm16k):
+            for ev in ep.push(frame, prob):
+                if isinstance(ev, SpeechStarted):
+                    self._on_speech_started()
+                elif isinstance(ev, PauseDetected):
+                    self._spawn(self._check_turn(ev), "smart-turn")
+                elif isinstance(ev, SpeechEnded):
+                    self._on_speech_ended(ev)
+            if (
+                self.machine.state is State.SPEAKING
+                and ep.in_speech
+                and ep.voiced_ms >= self.s.barge_in_min_ms
+                and not self._barging
+            ):
+                self._barging = True
+                self._handle_speech_started()
+
+    def _on_speech_started(self) -> None:
+        self._last_activity = time.monotonic()
+        self._reprompted = False
+        if self.machine.state is State.SPEAKING:
+            return  # over the agent: only GATEWAY_BARGE_IN_MIN_MS of speech (or words) interrupts
+        self._handle_speech_started()
+
+    def _handle_speech_started(self) -> None:
+        before = self.machine.state
+        action = self.machine.handle(Event.SPEECH_STARTED)
+        log.info(
+            "call %s: caller speech (%s → %s, %s)", self.call_sid, before.value, self.machine.state.value, action.value
+        )
+        self._persist_state()
+        if action is Action.BARGE_IN:
+            BARGE_INS.inc()
+            self._spawn(self._barge_in(), "barge-in")
+        elif action is Action.CANCEL_REPLY:
+            self._cancel_reply()
+
+    def _on_speech_ended(self, utt: SpeechEnded) -> None:
+        self._last_activity = time.monotonic()
+        self._barging = False
+        if self.machine.state is State.SPEAKING:
+            # Short speech over the agent: a backchannel unless its words say otherwise.
+            self._spawn(self._check_interjection(utt), "interjection")
+            return
+        action = self.machine.handle(Event.SPEECH_ENDED)
+        self._persist_state()
+        if action is Action.TRANSCRIBE:
+            self._cancel_reply()
+            self._reply_task = self._spawn(self._respond(utt, time.monotonic()), "reply")
+
+    async def _check_turn(self, pause: PauseDetected) -> None:
+        """Smart Turn on the utterance so far; end the turn now if the caller sounds done."""
+        assert self.deps.smart_turn is not None
+        if self.machine.state is State.SPEAKING:
+            return  # speech over the agent is judged by the barge-in rules, not end-of-turn
+        t0 = time.monotonic()
+        probability = await asyncio.to_thread(self.deps.smart_turn.probability, pause.audio)
+        ep = self._endpointer
+        log.debug("call %s: smart turn %.2f in %.0f ms", self.call_sid, probability, (time.monotonic() - t0) * 1000)
+        if probability >= self.s.smart_turn_threshold and ep.in_speech and ep.pause_id == pause.pause_id:
+            ended = ep.commit()
+            if ended is not None:
+                self._on_speech_ended(ended)
+
+    async def _check_interjection(self, utt: SpeechEnded) -> None:
+        try:
+            text = await self.deps.stt.transcribe(utt.audio, VAD_RATE_HZ)
+        except UpstreamError as exc:
+            ERRORS.labels("stt").inc()
+            log.warning("call %s: could not transcribe speech over the agent: %s", self.call_sid, exc)
+            return
+        if is_backchannel(text, self.s.backchannels, self.s.barge_in_min_words):
+            log.info("call %s: backchannel %r did not interrupt", self.call_sid, text)
+            now = time.time()
+            turn = {"role": "user", "text": text, "backchannel": True, "started_at": now, "ended_at": now}
+            self._write(self.deps.store.append_turn(self.call_sid, turn))
+            return
+        if self.machine.state is State.SPEAKING:
+            self._handle_speech_started()  # barge-in: clear, cancel, trim
+        if self.machine.handle(Event.SPEECH_ENDED) is Action.TRANSCRIBE:
+            self._persist_state()
+            self._cancel_reply()
+            now = time.time()
+            user_turn = {"role": "user", "text": text, "raw_text": text, "started_at": now, "ended_at": now}
+            corrected = self._profile.corrections.apply(text)
+            self._reply_task = self._spawn(self._respond_text(corrected, {}, user_turn=user_turn), "reply")
+
+    async def _on_text_event(self, text: str) -> None:
+        """A non-speech caller input (DTMF) answered like an utterance."""
+        self._last_activity = time.monotonic()
+        if self.machine.state is State.SPEAKING:
+            self._handle_speech_started()
+        self.machine.handle(Event.SPEECH_ENDED)
+        self._persist_state()
+        self._cancel_reply()
+        self._reply_task = self._spawn(self._respond_text(text, {}), "reply")
+
+    def _on_mark(self, name: str) -> None:
+        reply = self._replies.get(name.rsplit(":", 1)[0])
+        if reply is None:
+            return
+        reply.acked.add(name)
+        if name == reply.end_mark:
+            self._last_activity = time.monotonic()
+            self.machine.handle(Event.REPLY_FINISHED)
+            self._persist_state()
+            self._record_reply(reply, status="completed")
+            if (after := self._after_reply.pop(reply.reply_id, None)) is not None:
+                self._spawn(after(), "after-reply")
+
+    def _on_reply_started(self, reply_id: str) -> None:
+        reply = self._replies.get(reply_id)
+        if reply is not None and reply is self._current_reply:
+            self.machine.handle(Event.REPLY_AUDIO_STARTED)
+            self._persist_state()
+
+    @property
+    def _profile(self) -> AgentProfile:
+        assert self.profile is not None, "profile is set when the stream starts"
+        return self.profile
+
+    def _persist_state(self) -> None:
+        if self.call_sid:
+            self._write(self.deps.store.set_state(self.call_sid, self.machine.state.value))
+
+    def _cancel_reply(self) -> None:
+        if self._reply_task is not None and not self._reply_task.done():
+            self._reply_task.cancel()
+        self._reply_task = None
+
+    async def _barge_in(self) -> None:
+        """Caller spoke over the agent: clear Twilio's buffer, stop LLM/TTS, keep only heard words."""
+        self._cancel_reply()
+        if self.playback is not None:
+            await self.playback.clear()
+        reply = self._current_reply
+        if reply is not None:
+            self._record_reply(reply, status="interrupted")
+
+    # ---- replies --------------------------------------------------------------------
+    async def _greet(self) -> None:
+        profile = self._profile
+        reply = await self._say("greeting", profile.reject_message or profile.greeting)
+        if profile.reject_message:
+            self._after_reply[reply.reply_id] = self._hang_up
+        if reply.sentences:  # the LLM must know what the caller has already heard
+            reply.history_msg = {"role": "assistant", "content": reply.text()}
+            self.history.append(reply.history_msg)
+
+    def _new_reply(self, kind: str) -> Reply:
+        self._turn_seq += 1
+        reply = Reply(reply_id=f"{kind}-{self._turn_seq}")
+        self._replies[reply.reply_id] = reply
+        self._current_reply = reply
+        return reply
+
+    async def _respond(self, utt: SpeechEnded, detected_at: float) -> None:
+        """Reply to one utterance; errors become a spoken apology, never a dropped call."""
+        latency: dict[str, float] = {"endpointing_ms": float(utt.detected_ms - utt.end_ms)}
+        speech_end = detected_at - latency["endpointing_ms"] / 1000
+        # A caller who paused and went on talking gets both parts transcribed together.
+        audio = utt.audio if self._carry_audio is None else np.concatenate([self._carry_audio, utt.audio])
+        self._carry_audio = audio
+        if self.s.debug_audio_dir:
+            self._dump_utterance(audio)
+        t0 = time.monotonic()
+        try:
+            heard = await self.deps.stt.transcribe(audio, VAD_RATE_HZ)
+        except UpstreamError as exc:
+            self._carry_audio = None
+            ERRORS.labels("stt").inc()
+            log.error("call %s: STT failed: %s", self.call_sid, exc)
+            await self._apologise()
+            return
+        self._carry_audio = None
+        latency["stt_ms"] = (time.monotonic() - t0) * 1000
+        log.info(
+            "call %s: heard %r (%.1fs of audio, STT %.0f ms)",
+            self.call_sid,
+            heard,
+            audio.size / VAD_RATE_HZ,
+            latency["stt_ms"],
+        )
+        text = f"{self._carry_text} {heard}".strip()
+        if not text:
+            self.machine.handle(Event.REPLY_ABANDONED)
+            self._persist_state()
+            return
+        self._carry_text = text  # kept if the caller goes on talking before we answer
+        corrected = self._profile.corrections.apply(text)
+        ended_at = time.time() - (time.monotonic() - speech_end)  # the caller stopped talking, Unix time
+        user_turn = {
+            "role": "user",
+            "text": corrected,
+            "raw_text": text,
+            "started_at": ended_at - (utt.end_ms - utt.start_ms) / 1000,
+            "ended_at": ended_at,
+            "audio_ms": audio.size * 1000 // VAD_RATE_HZ,
+        }
+        await self._respond_text(corrected, latency, speech_end=speech_end, user_turn=user_turn)
+
+    def _dump_utterance(self, audio: np.ndarray) -> None:
+        folder = Path(str(self.s.debug_audio_dir))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{self.call_sid}-{self._turn_seq}.wav").write_bytes(wav_bytes(audio, VAD_RATE_HZ))
+
+    async def _respond_text(
+        self,
+        text: str,
+        latency: dict[str, float],
+        speech_end: float | None = None,
+        user_turn: dict[str, Any] | None = None,
+    ) -> None:
+        reply = self._new_reply("reply")
+        reply.latency_ms.update(latency)
+        messages = [{"role": "system", "content": self._profile.system_prompt}]
+        messages += self.history[-self.s.max_history_turns :]
+        messages.append({"role": "user", "content": text})
+        if user_turn is None:
+            now = time.time()
+            user_turn = {"role": "user", "text": text, "started_at": now, "ended_at": now}
+        calls: list[ToolCall] = []
+        tools = openai_tools(self.s.tools) or None
+
+        async def spoken() -> AsyncIterator[str]:
+            async for item in self.deps.llm.stream(messages, tools):
+                if isinstance(item, ToolCall):
+                    calls.append(item)
+                else:
+                    yield item
+
+        try:
+            await self._speak(reply, spoken(), llm_started=time.monotonic())
+        except UpstreamError as exc:
+            ERRORS.labels(exc.service).inc()
+            log.error("call %s: reply failed: %s", self.call_sid, exc)
+            if not reply.sentences and not calls:
+                await self._apologise()
+                return
+        finally:
+            if reply.sentences or calls:  # an answer is (being) given: the exchange enters the history
+                self._commit_exchange(text, user_turn, reply)
+        if calls:
+            await self._run_tools(calls, reply)
+        if speech_end is not None and self.playback is not None and reply.sentences:
+            await self.playback.first_frame_event(reply.reply_id).wait()
+            reply.latency_ms["voice_to_voice_ms"] = (self.playback.first_sent[reply.reply_id] - speech_end) * 1000
+        for key, value in reply.latency_ms.items():
+            STAGE_LATENCY.labels(key.removesuffix("_ms")).observe(value / 1000)
+
+    def _commit_exchange(self, text: str, user_turn: dict[str, Any], reply: Reply) -> None:
+        self._carry_text = ""
+        reply.history_msg = {"role": "assistant", "content": reply.heard_text() if reply.interrupted else reply.text()}
+        self.history += [{"role": "user", "content": text}, reply.history_msg]
+        self._write(self.deps.store.append_turn(self.call_sid, user_turn))
+
+    async def _apologise(self) -> None:
+        await self._say("apology", APOLOGY)
+
+    async def _speak(self, reply: Reply, deltas: AsyncIterator[str], llm_started: float | None = None) -> None:
+        """Speak a text stream (see :meth:`Speaker.speak`); a reply with no sentence is abandoned.
+
+        Raises:
+            UpstreamError: the LLM or TTS failed.
+        """
+        assert self.speaker is not None
+        try:
+            await self.speaker.speak(reply, deltas, self._profile.voice, llm_started)
+        finally:
+            if not reply.sentences:
+                self.machine.handle(Event.REPLY_ABANDONED)
+                self._persist_state()
+
+    async def _say(self, kind: str, text: str) -> Reply:
+        """Speak a fixed text as its own reply (greeting, apology, re-prompt, goodbye)."""
+        reply = self._new_reply(kind)
+
+        async def once() -> AsyncIterator[str]:
+            yield text
+
+        try:
+            await self._speak(reply, once())
+        except UpstreamError as exc:
+            ERRORS.labels(exc.service).inc()
+            log.error("call %s: could not say the %s: %s", self.call_sid, kind, exc)
+        return reply
+
+    def _record_reply(self, reply: Reply, status: str) -> None:
+        """Queue the agent's turn for Redis once; if interrupted, only the words heard."""
+        if reply.recorded or not reply.sentences:
+            return
+        reply.recorded = True
+        reply.interrupted = status != "completed" and reply.end_mark not in reply.acked
+        text = reply.heard_text() if reply.interrupted else reply.text()
+        if reply.history_msg is not None:
+            reply.history_msg["content"] = text
+        turn = {
+            "role": "assistant",
+            "reply_id": reply.reply_id,
+            "text": text,
+            "full_text": reply.text(),
+            "interrupted": reply.interrupted,
+            "status": status,
+            "started_at": reply.started_at,
+            "ended_at": time.time(),
+            "latency_ms": {k: round(v, 1) for k, v in reply.latency_ms.items()},
+        }
+        self._write(self.deps.store.append_turn(self.call_sid, turn))
