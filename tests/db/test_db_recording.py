@@ -1,0 +1,91 @@
+"""CallRecorder: both sides on one timeline, mixed to int16 8 kHz."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import soundfile as sf
+
+from gateway.recording import CallRecorder
+from shared.audio import ulaw_decode, ulaw_encode
+
+RATE = 8000
+
+
+def tone(freq: float, seconds: float, amp: float = 8000) -> np.ndarray:
+    t = np.arange(round(seconds * RATE)) / RATE
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def frames(pcm: np.ndarray, size: int = 160) -> list[bytes]:
+    ulaw = ulaw_encode(pcm)
+    return [ulaw[i : i + size] for i in range(0, len(ulaw), size)]
+
+
+def test_each_side_lands_at_its_time_and_both_are_mixed() -> None:
+    rec = CallRecorder()
+    caller = tone(300, 1.0)
+    agent = tone(1000, 0.5)
+    for i, f in enumerate(frames(caller)):
+        rec.add_inbound(f, i * 0.02)
+    for i, f in enumerate(frames(agent)):
+        rec.add_outbound(f, 2.0 + i * 0.02)
+    mix = rec.mix()
+    assert mix.dtype == np.int16 and mix.ndim == 1
+    assert mix.size == 2.5 * RATE
+    np.testing.assert_array_equal(mix[: caller.size], ulaw_decode(ulaw_encode(caller)))
+    assert not mix[caller.size : 2 * RATE].any()  # silence between the two
+    np.testing.assert_array_equal(mix[2 * RATE :], ulaw_decode(ulaw_encode(agent)))
+
+
+def test_overlapping_speech_is_summed_and_clipped() -> None:
+    rec = CallRecorder()
+    loud = np.full(1600, 30000, dtype=np.int16)
+    rec.add_inbound(ulaw_encode(loud), 0.0)
+    rec.add_outbound(ulaw_encode(loud), 0.0)
+    rec.add_outbound(ulaw_encode(np.full(1600, -1000, dtype=np.int16)), 0.2)
+    mix = rec.mix()
+    assert mix[:1600].min() == 32767  # 2 × ~30000 clipped, not wrapped around
+    decoded = int(ulaw_decode(ulaw_encode(np.array([-1000], dtype=np.int16)))[0])
+    assert mix[1600:].tolist() == [decoded] * 1600
+
+
+def test_a_burst_sent_ahead_of_time_plays_back_to_back() -> None:
+    """Outbound frames sent in a burst (same t) follow each other instead of piling up."""
+    rec = CallRecorder()
+    agent = tone(500, 0.2)
+    for f in frames(agent):
+        rec.add_outbound(f, 1.0)
+    mix = rec.mix()
+    assert mix.size == RATE + agent.size
+    np.testing.assert_array_equal(mix[RATE:], ulaw_decode(ulaw_encode(agent)))
+
+
+def test_jitter_below_snap_is_closed_and_real_gaps_are_kept() -> None:
+    rec = CallRecorder(snap_s=0.06)
+    f = frames(tone(300, 0.02))[0]
+    rec.add_inbound(f, 0.0)
+    rec.add_inbound(f, 0.045)  # 25 ms late: closed up
+    assert rec.duration_s == 0.04
+    rec.add_inbound(f, 1.0)  # a real pause
+    assert rec.duration_s == 1.02
+
+
+def test_truncate_outbound_drops_audio_cleared_on_barge_in() -> None:
+    rec = CallRecorder()
+    for i, f in enumerate(frames(tone(700, 2.0))):
+        rec.add_outbound(f, i * 0.02)
+    rec.truncate_outbound(0.5)
+    assert rec.duration_s == 0.5
+    rec.add_outbound(frames(tone(700, 0.1))[0], 1.0)
+    assert rec.mix()[int(0.5 * RATE) : RATE].max() == 0
+
+
+def test_wav_is_8khz_mono_pcm16_and_memory_is_bounded() -> None:
+    rec = CallRecorder(max_seconds=1.0)
+    rec.add_inbound(ulaw_encode(tone(300, 0.5)), 0.0)
+    rec.add_inbound(ulaw_encode(tone(300, 0.5)), 5.0)  # beyond max_seconds: dropped
+    data, rate = sf.read(io.BytesIO(rec.wav()), dtype="int16")
+    assert rate == RATE and data.ndim == 1 and data.size == RATE // 2
+    assert CallRecorder().mix().size == 0

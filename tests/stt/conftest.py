@@ -1,0 +1,85 @@
+"""Fixtures for the STT service tests: the real tiny.en model served by uvicorn on a free loopback
+port (in a thread), real and Kokoro-synthesised speech."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from stt_helpers import Server, Utterance, free_port
+
+from services.stt import create_app
+from services.stt.config import STTSettings
+from shared.audio import read_audio, wav_bytes
+from shared.config import models_dir
+
+AUDIO_DIR = models_dir() / "audio"
+KOKORO_DIR = models_dir() / "kokoro"
+SENTENCES = {
+    "af_heart": "Can I book an appointment for next Tuesday?",
+    "am_michael": "The dishwasher stopped working this morning.",
+    "bf_emma": "I would like to cancel my dinner reservation.",
+}
+
+
+def _real(name: str) -> Utterance:
+    wav = (AUDIO_DIR / f"{name}.wav").read_bytes()
+    audio, rate = read_audio(wav)
+    return Utterance(name, audio, rate, (AUDIO_DIR / f"{name}.txt").read_text().strip(), wav)
+
+
+@pytest.fixture(scope="session")
+def arctic() -> Utterance:
+    """Real recorded speech (CMU ARCTIC a0009, 16 kHz, 3.1 s)."""
+    return _real("arctic_a0009")
+
+
+@pytest.fixture(scope="session")
+def caller() -> Utterance:
+    """Synthetic caller (24 kHz, 7.5 s)."""
+    return _real("caller_leak")
+
+
+@pytest.fixture(scope="session")
+def kokoro_utterances() -> list[Utterance]:
+    """Three distinct short sentences, three Kokoro voices (24 kHz), synthesised once."""
+    from kokoro_onnx import Kokoro
+
+    tts = Kokoro(str(KOKORO_DIR / "kokoro-v1.0.int8.onnx"), str(KOKORO_DIR / "voices-v1.0.bin"))
+    out = []
+    for voice, text in SENTENCES.items():
+        samples, rate = tts.create(text, voice=voice, lang="en-us" if voice[0] == "a" else "en-gb")
+        audio = np.asarray(samples, dtype=np.float32)
+        out.append(Utterance(voice, audio, int(rate), text, wav_bytes(audio, int(rate))))
+    return out
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    """The STT app on uvicorn in a thread (real tiny.en, int8 CPU), ready to transcribe."""
+    settings = STTSettings(port=free_port(), max_batch=8, batch_window_ms=20, max_queue=64, cpu_threads=2, warmup=True)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, name="stt-test-server", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    else:
+        srv.should_exit = True
+        pytest.fail("STT test server did not become ready in 60 s")
+    yield Server(url, app)
+    srv.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,56 @@
+"""Helpers shared by the STT tests (no fixtures): WER, free ports, utterances, a server handle."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+
+RESERVED_PORTS = {6379, 8000, 8001, 8002, 8080}
+
+
+def free_port() -> int:
+    """A free loopback TCP port outside the ports live services use."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in RESERVED_PORTS:
+            return port
+
+
+@dataclass
+class Utterance:
+    """Speech with its reference transcript: float32 mono samples at ``rate`` Hz."""
+
+    name: str
+    audio: np.ndarray
+    rate: int
+    text: str
+    wav: bytes = b""
+    """The WAV file's own bytes (real recordings) or a PCM16 WAV made from ``audio``."""
+
+    def pcm16(self) -> bytes:
+        return (np.clip(self.audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+@dataclass
+class Server:
+    """A running STT app: its base URL and the app object (state for white-box checks)."""
+
+    url: str
+    app: FastAPI
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Sum of the samples named ``name`` (matching ``labels``) on ``GET /metrics``."""
+        text = httpx.get(self.url + "/metrics", timeout=10, follow_redirects=True).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                    total += sample.value
+        return total

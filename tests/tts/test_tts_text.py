@@ -1,0 +1,74 @@
+"""Text normalisation and sentence segmentation (no model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.tts.normalize import normalize_for_speech
+from services.tts.segmenter import SentenceSplitter, split_text
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("Call 555-123-4567.", "Call five five five, one two three, four five six seven."),
+        ("Call (800) 555-0199 now", "Call eight zero zero, five five five, zero one nine nine now"),
+        ("We open at 9:30 am.", "We open at nine thirty AM."),
+        ("Close at 5pm. Bye", "Close at five PM. Bye"),
+        ("Meet at 14:05", "Meet at fourteen oh five"),
+        ("Lunch at 12:00", "Lunch at twelve o'clock"),
+        ("It is $12.50 or $1", "It is twelve dollars and fifty cents or one dollar"),
+        ("Raised $5 million", "Raised five million dollars"),
+        ("Only $0.05", "Only five cents"),
+        ("Dr. Smith is on Elm Dr. today", "Doctor Smith is on Elm Drive today"),
+        ("123 Main St. in St. Louis", "one twenty-three Main Street in Saint Louis"),
+        ("Mr. Jones, e.g. order No. 42", "Mister Jones, for example order number forty-two"),
+        ("In 2024 we had 1,234 calls", "In twenty twenty-four we had one thousand two hundred thirty-four calls"),
+        ("Growth of 3.5% on the 21st", "Growth of three point five percent on the twenty-first"),
+        ("**Great!** 😀 See [the docs](https://x.io) 👍🏽", "Great! See the docs"),
+        ("# Hours\n- Mon 9-5\n- Sat closed", "Hours. Mon nine to five. Sat closed."),
+        ("Write to bob.smith@example.com", "Write to bob dot smith at example dot com"),
+        ("", ""),
+        ("🎉🎉", ""),
+    ],
+)
+def test_normalize_for_speech(text: str, spoken: str) -> None:
+    assert normalize_for_speech(text) == spoken
+
+
+def test_split_text_keeps_abbreviations_and_decimals() -> None:
+    text = "Dr. Smith lives at 12 Main St. in St. Louis. It costs $3.50 today! Ok?"
+    assert split_text(text) == ["Dr. Smith lives at 12 Main St. in St. Louis.", "It costs $3.50 today!", "Ok?"]
+
+
+def test_splitter_incremental_fragments() -> None:
+    splitter = SentenceSplitter(first_clause_chars=24)
+    out: list[str] = []
+    for fragment in [
+        "Of course, I can help",
+        " you with that",
+        ", right now. Your",
+        " number is 555",
+        "-123-4567",
+        ". It",
+    ]:
+        out += splitter.feed(fragment)
+    # first segment of the turn ends at a comma once long enough; later ones only at sentence ends
+    assert out == ["Of course, I can help you with that,", "right now.", "Your number is 555-123-4567."]
+    assert splitter.flush() == ["It"]
+    assert splitter.flush() == []
+
+
+def test_splitter_waits_for_whitespace_after_a_period() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed("That is $3.") == []
+    assert splitter.feed("50 total. Thanks") == ["That is $3.50 total."]
+    splitter.reset()
+    assert splitter.buffered == ""
+
+
+def test_splitter_cuts_run_on_text() -> None:
+    segments = split_text("word " * 200, max_chars=120)
+    assert len(segments) > 1
+    assert all(len(s) <= 120 for s in segments)
+    assert " ".join(segments).split() == ["word"] * 200

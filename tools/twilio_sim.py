@@ -1,0 +1,339 @@
+"""A simulated Twilio phone call: plays Twilio's side of the Media Streams protocol.
+
+What Twilio does, and so what this does (https://www.twilio.com/docs/voice/media-streams):
+POST the voice webhook, read the TwiML ``<Connect><Stream url>`` and its ``<Parameter>``s, open
+the WebSocket, send ``connected`` then ``start`` (with ``customParameters``), then one 20 ms
+base64 μ-law ``media`` frame every 20 ms for the whole call (silence when the caller is quiet),
+play the server's ``media`` in real time, echo each ``mark`` once the audio before it has played,
+on ``clear`` drop unplayed audio and echo pending marks at once, and end with ``stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import websockets
+from twilio.request_validator import RequestValidator
+
+from shared import twilio_media as tw
+from shared.audio import (
+    FRAME_MS,
+    TELEPHONY_RATE_HZ,
+    ULAW_SILENCE,
+    float_to_pcm16,
+    read_audio,
+    split_frames,
+    ulaw_decode,
+    ulaw_encode,
+)
+
+log = logging.getLogger(__name__)
+FRAME_S = FRAME_MS / 1000
+SILENCE_FRAME = bytes([ULAW_SILENCE]) * (TELEPHONY_RATE_HZ * FRAME_MS // 1000)
+
+
+def caller_frames(path: str | Path) -> tuple[list[bytes], float]:
+    """Load any audio file (any rate) as 20 ms μ-law frames at 8 kHz.
+
+    Returns (frames, speech_end_s): ``speech_end_s`` is where the last sound above −40 dBFS ends,
+    so voice-to-voice latency is measured from the end of speech, not of trailing silence.
+    """
+    audio, _ = read_audio(str(path), target_rate=TELEPHONY_RATE_HZ)
+    pcm = float_to_pcm16(audio)
+    win = TELEPHONY_RATE_HZ * FRAME_MS // 1000
+    n = len(pcm) // win
+    rms = np.sqrt(np.mean((audio[: n * win].reshape(n, win)) ** 2, axis=1)) if n else np.zeros(0)
+    loud = np.nonzero(rms > 0.01)[0]
+    speech_end_s = float((loud[-1] + 1) * FRAME_S) if loud.size else len(pcm) / TELEPHONY_RATE_HZ
+    return split_frames(ulaw_encode(pcm)), speech_end_s
+
+
+@dataclass
+class CallResult:
+    """What the simulated caller observed."""
+
+    call_sid: str
+    stream_sid: str
+    agent_audio: bytearray = field(default_factory=bytearray)
+    """All μ-law bytes the agent sent, in order (8 kHz)."""
+    marks_received: list[str] = field(default_factory=list)
+    marks_echoed: list[str] = field(default_factory=list)
+    clears: int = 0
+    clear_chunks: list[int] = field(default_factory=list)
+    """The inbound chunk number last sent when each ``clear`` arrived (stream time, 20 ms units)."""
+    malformed: int = 0
+    reply_first_audio_at: float | None = None
+    """monotonic time of the first agent frame after the caller stopped speaking."""
+    caller_speech_end_at: float | None = None
+    greeting_bytes: int = 0
+    reply_bytes: int = 0
+
+    @property
+    def voice_to_voice_ms(self) -> float | None:
+        """End of caller speech → first agent audio, as the caller's side sees it."""
+        if self.reply_first_audio_at is None or self.caller_speech_end_at is None:
+            return None
+        return (self.reply_first_audio_at - self.caller_speech_end_at) * 1000
+
+    def agent_pcm16(self) -> np.ndarray:
+        """The agent's audio decoded to PCM16 at 8 kHz, shape (n,) int16."""
+        return ulaw_decode(bytes(self.agent_audio))
+
+
+class SimulatedCall:
+    """One call against a gateway at ``base_url`` (http://host:port).
+
+    Args:
+        base_url: the gateway's HTTP base URL.
+        from_: caller number (E.164).
+        to: called number (E.164).
+        auth_token: if set, requests carry ``X-Twilio-Signature`` as Twilio computes it.
+    """
+
+    def __init__(
+        self, base_url: str, from_: str = "+15550100001", to: str = "+15550100002", auth_token: str = ""
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.validator = RequestValidator(auth_token) if auth_token else None
+        self.from_ = from_
+        self.to = to
+        self.call_sid = "CA" + uuid.uuid4().hex
+        self.stream_sid = "MZ" + uuid.uuid4().hex
+        self.account_sid = "AC" + uuid.uuid4().hex
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._caller_audio: list[bytes] = []
+        self._playout_end = 0.0
+        self._pending_marks: list[tuple[float, str]] = []
+        self._last_agent_audio = 0.0
+        self._ws: websockets.ClientConnection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.chunk = 0
+        """Inbound frames sent so far (the caller's stream clock, 20 ms each)."""
+        self.result = CallResult(self.call_sid, self.stream_sid)
+
+    async def twiml(self) -> tuple[str, dict[str, str]]:
+        """POST the voice webhook like Twilio; return (stream URL, custom parameters)."""
+        form = {
+            "CallSid": self.call_sid,
+            "AccountSid": self.account_sid,
+            "From": self.from_,
+            "To": self.to,
+            "Direction": "inbound",
+            "CallStatus": "ringing",
+        }
+        url = self.base_url + "/twilio/voice"
+        headers = {"X-Twilio-Signature": self.validator.compute_signature(url, form)} if self.validator else {}
+        async with httpx.AsyncClient() as client:
+            resp = await client.post(url, data=form, headers=headers, timeout=10)
+        resp.raise_for_status()
+        root = ET.fromstring(resp.text)
+        stream = root.find("./Connect/Stream")
+        if stream is None:
+            raise RuntimeError(f"TwiML has no <Connect><Stream>: {resp.text}")
+        params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+        return stream.get("url", ""), params
+
+    def say(self, frames: list[bytes]) -> int:
+        """Queue caller audio frames; they replace silence from the next 20 ms tick.
+
+        Returns the chunk number at which this audio starts.
+        """
+        start = self.chunk + len(self._caller_audio) + 1
+        self._caller_audio.extend(frames)
+        return start
+
+    @property
+    def caller_speaking(self) -> bool:
+        """True while queued caller audio is still being sent."""
+        return bool(self._caller_audio)
+
+    def agent_idle_for(self) -> float:
+        """Seconds since the agent's audio last finished playing (0 while playing)."""
+        now = time.monotonic()
+        return max(0.0, now - max(self._playout_end, self._last_agent_audio))
+
+    async def _media_clock(self, ws: websockets.ClientConnection) -> None:
+        """Send one inbound frame every 20 ms, like a phone line, on an absolute schedule."""
+        seq = 3
+        start = time.monotonic()
+        while True:
+            payload = self._caller_audio.pop(0) if self._caller_audio else SILENCE_FRAME
+            self.chunk += 1
+            seq += 1
+            media = tw.Media(self.stream_sid, payload, self.chunk, self.chunk * FRAME_MS, "inbound", seq)
+            await ws.send(tw.serialize_event(media))
+            await self._flush_marks(ws)
+            delay = start + self.chunk * FRAME_S - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def _flush_marks(self, ws: websockets.ClientConnection) -> None:
+        now = time.monotonic()
+        while self._pending_marks and self._pending_marks[0][0] <= now:
+            _, name = self._pending_marks.pop(0)
+            await ws.send(tw.serialize_event(tw.MarkEcho(self.stream_sid, name)))
+            self.result.marks_echoed.append(name)
+
+    async def _receive(self, ws: websockets.ClientConnection) -> None:
+        async for raw in ws:
+            cmd = tw.parse_command(raw)
+            if cmd is None:
+                self.result.malformed += 1
+                continue
+            if cmd.stream_sid != self.stream_sid:
+                self.result.malformed += 1
+                continue
+            now = time.monotonic()
+            if isinstance(cmd, tw.SendMedia):
+                if (
+                    self.result.caller_speech_end_at is not None
+                    and self.result.reply_first_audio_at is None
+                    and now >= self.result.caller_speech_end_at
+                ):
+                    self.result.reply_first_audio_at = now
+                if self.result.caller_speech_end_at is None:
+                    self.result.greeting_bytes += len(cmd.payload)
+                else:
+                    self.result.reply_bytes += len(cmd.payload)
+                self.result.agent_audio.extend(cmd.payload)
+                self._playout_end = max(self._playout_end, now) + len(cmd.payload) / TELEPHONY_RATE_HZ
+                self._last_agent_audio = now
+            elif isinstance(cmd, tw.SendMark):
+                self.result.marks_received.append(cmd.name)
+                self._pending_marks.append((max(self._playout_end, now), cmd.name))
+            elif isinstance(cmd, tw.Clear):
+                self.result.clears += 1
+                self.result.clear_chunks.append(self.chunk)
+                self._playout_end = now
+                self._pending_marks = [(now, name) for _, name in self._pending_marks]
+
+    async def connect(self) -> None:
+        """Voice webhook, WebSocket, ``connected`` + ``start``; then the 20 ms clock runs."""
+        url, params = await self.twiml()
+        ws_url = url.replace("wss://", "ws://") if self.base_url.startswith("http://") else url
+        headers = {"X-Twilio-Signature": self.validator.compute_signature(ws_url, {})} if self.validator else {}
+        self._ws = await websockets.connect(ws_url, max_size=2**22, additional_headers=headers)
+        await self._ws.send(tw.serialize_event(tw.Connected()))
+        start = tw.Start(self.stream_sid, self.call_sid, self.account_sid, ("inbound",), params, sequence_number=1)
+        await self._ws.send(tw.serialize_event(start))
+        self._tasks = [asyncio.create_task(self._media_clock(self._ws)), asyncio.create_task(self._receive(self._ws))]
+
+    async def send_raw(self, raw: str | bytes) -> None:
+        """Send any frame as is (malformed-input tests)."""
+        assert self._ws is not None
+        await self._ws.send(raw)
+
+    async def press(self, digits: str) -> None:
+        """Send a ``dtmf`` event per digit."""
+        for digit in digits:
+            await self.send_raw(tw.serialize_event(tw.Dtmf(self.stream_sid, digit)))
+
+    async def hang_up(self) -> None:
+        """Send ``stop`` and close the socket."""
+        try:
+            if self._ws is not None:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await self._ws.send(tw.serialize_event(tw.Stop(self.stream_sid, self.call_sid, self.account_sid)))
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop the clock and receiver and close the socket (no ``stop``)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                await task
+        if self._ws is not None:
+            await self._ws.close()
+
+    @property
+    def closed_by_server(self) -> bool:
+        """True once the gateway closed the stream (hang-up)."""
+        return self._ws is not None and self._ws.close_code is not None
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Poll ``predicate`` every 20 ms.
+
+        Raises:
+            TimeoutError: still false after ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+            await asyncio.sleep(0.02)
+
+    async def wait_greeting(self, timeout_s: float = 30.0, settle_s: float = 1.5) -> None:
+        """Wait until the greeting has played and the line has been quiet for ``settle_s``."""
+        await self._wait_agent_done(timeout_s, settle_s, "greeting")
+
+    async def run(
+        self,
+        caller_audio: str | Path,
+        greeting_timeout_s: float = 30.0,
+        reply_timeout_s: float = 60.0,
+        settle_s: float = 1.5,
+    ) -> CallResult:
+        """Place the call: wait for the greeting to finish, speak ``caller_audio``, wait for the
+        reply to finish playing (``settle_s`` of agent silence with every mark echoed), hang up.
+
+        Raises:
+            TimeoutError: no greeting or no reply in time.
+        """
+        frames, speech_end_s = caller_frames(caller_audio)
+        await self.connect()
+        try:
+            await self.wait_greeting(greeting_timeout_s, settle_s)
+            self.result.caller_speech_end_at = time.monotonic() + speech_end_s
+            self.say(frames)
+            await asyncio.sleep(len(frames) * FRAME_S)
+            await self._wait_reply(reply_timeout_s, settle_s)
+        finally:
+            await self.hang_up()
+        return self.result
+
+    async def _wait_agent_done(self, timeout_s: float, settle_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            heard = self.result.agent_audio
+            done = heard and not self._pending_marks and self.agent_idle_for() >= settle_s
+            if done:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"no complete {what} from the agent within {timeout_s}s")
+
+    async def _wait_reply(self, timeout_s: float, settle_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.result.reply_first_audio_at is not None:
+                await self._wait_agent_done(max(deadline - time.monotonic(), 0.1), settle_s, "reply")
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"the agent did not reply within {timeout_s}s")
+
+
+async def fetch_call(base_url: str, call_sid: str, wait_ended_s: float = 5.0) -> dict:
+    """GET the gateway's record of the call (turns, latencies) once it is closed."""
+    deadline = time.monotonic() + wait_ended_s
+    async with httpx.AsyncClient() as client:
+        while True:
+            resp = await client.get(f"{base_url.rstrip('/')}/calls/{call_sid}", timeout=5)
+            if resp.status_code == 200:
+                record = resp.json()
+                if record.get("status") != "in-progress" or time.monotonic() > deadline:
+                    return json.loads(json.dumps(record))
+            elif time.monotonic() > deadline:
+                resp.raise_for_status()
+            await asyncio.sleep(0.1)
