@@ -319,7 +319,11 @@ class CallSession(CallControl):
         self._persist_state()
         if action is Action.TRANSCRIBE:
             self._cancel_reply()
-            self._reply_task = self._spawn(self._respond(utt, time.monotonic()), "reply")
+            # Taken now, not inside the task: a reply cancelled before it ever ran (the caller
+            # went on talking while the gateway was behind) must still carry this audio.
+            audio = utt.audio if self._carry_audio is None else np.concatenate([self._carry_audio, utt.audio])
+            self._carry_audio = audio
+            self._reply_task = self._spawn(self._respond(utt, audio, time.monotonic()), "reply")
 
     async def _check_turn(self, pause: PauseDetected) -> None:
         """Smart Turn on the utterance so far; end the turn now if the caller sounds done."""
@@ -427,13 +431,14 @@ class CallSession(CallControl):
         self._current_reply = reply
         return reply
 
-    async def _respond(self, utt: SpeechEnded, detected_at: float) -> None:
-        """Reply to one utterance; errors become a spoken apology, never a dropped call."""
+    async def _respond(self, utt: SpeechEnded, audio: np.ndarray, detected_at: float) -> None:
+        """Reply to one utterance; errors become a spoken apology, never a dropped call.
+
+        ``audio`` is ``utt.audio`` preceded by any earlier part whose reply was cancelled because
+        the caller paused and went on talking (PCM16 16 kHz); both parts are transcribed together.
+        """
         latency: dict[str, float] = {"endpointing_ms": float(utt.detected_ms - utt.end_ms)}
         speech_end = detected_at - latency["endpointing_ms"] / 1000
-        # A caller who paused and went on talking gets both parts transcribed together.
-        audio = utt.audio if self._carry_audio is None else np.concatenate([self._carry_audio, utt.audio])
-        self._carry_audio = audio
         if self.s.debug_audio_dir:
             self._dump_utterance(audio)
         t0 = time.monotonic()

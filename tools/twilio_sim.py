@@ -120,6 +120,8 @@ class SimulatedCall:
         self._tasks: list[asyncio.Task[None]] = []
         self.chunk = 0
         """Inbound frames sent so far (the caller's stream clock, 20 ms each)."""
+        self._seq = 3  # sequenceNumber: 1 = start, then one per media frame
+        self._clock_lock = asyncio.Lock()
         self.result = CallResult(self.call_sid, self.stream_sid)
 
     async def twiml(self) -> tuple[str, dict[str, str]]:
@@ -153,6 +155,18 @@ class SimulatedCall:
         self._caller_audio.extend(frames)
         return start
 
+    async def send_backlog(self, frames: list[bytes]) -> None:
+        """Send caller frames back to back, at once, as a network or a busy server delivers a
+        backlog; stream time (chunk numbers) advances as usual, and the 20 ms clock then waits
+        until real time catches up before it sends the next frame."""
+        assert self._ws is not None
+        async with self._clock_lock:
+            for payload in frames:
+                self.chunk += 1
+                self._seq += 1
+                media = tw.Media(self.stream_sid, payload, self.chunk, self.chunk * FRAME_MS, "inbound", self._seq)
+                await self._ws.send(tw.serialize_event(media))
+
     @property
     def caller_speaking(self) -> bool:
         """True while queued caller audio is still being sent."""
@@ -165,15 +179,15 @@ class SimulatedCall:
 
     async def _media_clock(self, ws: websockets.ClientConnection) -> None:
         """Send one inbound frame every 20 ms, like a phone line, on an absolute schedule."""
-        seq = 3
         start = time.monotonic()
         while True:
-            payload = self._caller_audio.pop(0) if self._caller_audio else SILENCE_FRAME
-            self.chunk += 1
-            seq += 1
-            media = tw.Media(self.stream_sid, payload, self.chunk, self.chunk * FRAME_MS, "inbound", seq)
-            await ws.send(tw.serialize_event(media))
-            await self._flush_marks(ws)
+            async with self._clock_lock:
+                payload = self._caller_audio.pop(0) if self._caller_audio else SILENCE_FRAME
+                self.chunk += 1
+                self._seq += 1
+                media = tw.Media(self.stream_sid, payload, self.chunk, self.chunk * FRAME_MS, "inbound", self._seq)
+                await ws.send(tw.serialize_event(media))
+                await self._flush_marks(ws)
             delay = start + self.chunk * FRAME_S - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -147,6 +147,27 @@ def test_pause_mid_sentence_does_not_end_the_turn(gateway, fake_llm, speak, spee
     assert len(users) == 1
 
 
+def test_speech_resumed_in_a_backlog_keeps_the_first_part(gateway, fake_llm, speak, speech_stack):
+    """A gateway that is behind receives the end of one utterance and the start of the next in one
+    backlog: the first part's reply is cancelled before it ever runs, and its audio must still be
+    transcribed with the second part (the CI failure that lost "He turned" under load)."""
+    url, _ = gateway(turn_detection="silence", endpoint_silence_ms=300)
+    fake_llm.replies[:] = ["I see. When can a plumber come?"]
+    first, second = speak("The leak is under the kitchen sink"), speak("and it is getting worse.")
+
+    async def scenario():
+        call = await start_call(url)
+        await call.send_backlog(first + silence(600) + second + silence(200))
+        await call.wait_until(lambda: len(fake_llm.requests) >= 1, 60, "LLM request")
+        await asyncio.sleep(1.0)
+        await call.hang_up()
+        return call
+
+    asyncio.run(scenario())
+    said = fake_llm.last_messages()[-1]["content"].lower()
+    assert "sink" in said and "worse" in said, said
+
+
 def test_dtmf_reaches_the_llm(gateway, fake_llm, speech_stack):
     url, _ = gateway()
     fake_llm.replies[:] = ["Thanks, you pressed one."]
