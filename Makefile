@@ -88,8 +88,9 @@ bench-tts: ## TTS time to first audio and real-time factor at concurrency 1/4/16
 bench-latency: ## Voice-to-voice latency per stage over 20 real turns (whole stack, real models)
 	@$(PY) -m bench.latency_bench --turns 20 --json docs/bench-latency.json
 
+bench: LEVELS ?= 1,2,3,4
 bench: ## Capacity: N concurrent simulated calls vs latency, ours vs the seed design (CPU; GPU run: docs/benchmarks.md)
-	@$(PY) -m bench.capacity --levels $(or $(LEVELS),1,2,3,4) --seed-stt-instances 2 \
+	@$(PY) -m bench.capacity --levels $(LEVELS) --seed-stt-instances 2 --stop-ms 20000 \
 		--json docs/bench-capacity-cpu.json --png docs/bench-capacity-cpu.png
 
 eval-turns: ## Smart Turn vs silence endpointing on recordings with pauses (cut-offs, delay)

@@ -154,6 +154,16 @@ def run_design(design: str, args: argparse.Namespace, lines: list[Line] | None) 
             lines = synthesize_lines(stack.tts_url, [*SCRIPT[: args.turns], BARGE_IN_LINE])
         script, barge = lines[:-1], lines[-1]
         _out(f"\n== design {design}: {stack.stt_instances} STT instance(s), {len(stack.gateways)} gateway(s) ==")
+        # One unmeasured call per gateway first: connections, CUDA kernels and caches warm up.
+        run_load(
+            stack.gateway_urls,
+            len(stack.gateways),
+            script[:1],
+            None,
+            ramp_s=1.0,
+            processes=1,
+            timeout_s=args.reply_timeout_s,
+        )
         for n in args.levels:
             cpu0, t0 = stack.gateway_cpu(), time.monotonic()
             outcomes: list[CallOutcome] = run_load(

@@ -144,6 +144,7 @@ async def run_call(
 async def _barge_in(call: SimulatedCall, ask: Line, barge: Line, timeout_s: float, out: CallOutcome) -> None:
     """Ask again, interrupt the reply ``BARGE_IN_AFTER_S`` into it, wait for the new answer."""
     before_clears = call.result.clears
+    asked = _replies_done(call)
     call.result.reply_first_audio_at = None
     call.result.caller_speech_end_at = time.monotonic() + ask.seconds
     call.say(ask.frames)
@@ -153,8 +154,16 @@ async def _barge_in(call: SimulatedCall, ask: Line, barge: Line, timeout_s: floa
     if call.agent_idle_for() > 0:
         return  # the reply was too short to interrupt: no barge-in measured for this call
     start_chunk = call.say(barge.frames)
-    await call.wait_until(lambda: call.result.clears > before_clears, timeout_s, "clear after barge-in")
-    out.barge_in_ms = (call.result.clear_chunks[before_clears] - start_chunk + 1) * FRAME_MS
+
+    def cleared() -> bool:  # an earlier clear (the agent cut off mid-question) does not count
+        return any(c >= start_chunk for c in call.result.clear_chunks[before_clears:])
+
+    # The reply may finish before the caller has said enough to interrupt it (a slow, loaded host
+    # sends it late and short): then there is nothing to barge into and nothing is measured.
+    await call.wait_until(lambda: cleared() or _replies_done(call) > asked, timeout_s, "clear after barge-in")
+    if cleared():
+        first = next(c for c in call.result.clear_chunks[before_clears:] if c >= start_chunk)
+        out.barge_in_ms = (first - start_chunk + 1) * FRAME_MS
     before = _replies_done(call)
     await asyncio.sleep(barge.seconds)
     await call.wait_until(lambda: _replies_done(call) > before, timeout_s, "the reply after barge-in")

