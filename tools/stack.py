@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,9 +31,39 @@ from shared.config import PROJECT_ROOT
 log = logging.getLogger("stack")
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux; 32768–60999 by default)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """An unused loopback TCP port."""
-    with socket.socket() as s:
+    """An unused loopback TCP port for a server that starts a few seconds later.
+
+    Chosen below the kernel's ephemeral range: a port the kernel hands out (``bind(0)``) can be
+    taken by any outgoing connection before the server binds it (seen in CI: "address already in
+    use"), and never twice by this process.
+    """
+    low = _ephemeral_range()[0]
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10_000, max(low, 10_001))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    with socket.socket() as s:  # no luck below the range: let the kernel pick
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

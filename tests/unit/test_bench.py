@@ -107,3 +107,12 @@ def test_the_gateway_llm_client_streams_a_recorded_reply_from_the_stand_in(tmp_p
             return "".join([d async for d in client.stream([{"role": "user", "content": "what does it cost?"}])])
 
         assert asyncio.run(ask()) == "A repair costs 150 dollars."
+
+
+def test_free_ports_avoid_the_kernels_ephemeral_range_and_repeats():
+    from tools.stack import _ephemeral_range, free_port
+
+    low, _ = _ephemeral_range()
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(10_000 <= p < low for p in ports)
