@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import socket
 import statistics
 import sys
 import time
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tools.stack import free_port as _free_port
 
 log = logging.getLogger("bench.stt")
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,15 +211,6 @@ def _stage_means(before: str, after: str) -> str:
         if n:
             parts.append(f"{stage}={1000 * total / n:.1f}")
     return " ".join(parts) + " (features: per request)"
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in RESERVED_PORTS:
-            return port
 
 
 @dataclass

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import sys
 import threading
@@ -33,6 +32,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from tools.stack import free_port
 
 SHORT = "Thanks for calling, how can I help you today?"
 LONG = (
@@ -54,16 +55,6 @@ FORBIDDEN_PORTS = {8000, 8001, 8002, 8080, 6379}
 def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def free_port() -> int:
-    """A free loopback TCP port outside the live services' ports."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in FORBIDDEN_PORTS:
-            return port
 
 
 class Server:

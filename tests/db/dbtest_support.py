@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
+from tools.stack import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "webhooks.md"
 
@@ -41,13 +42,6 @@ def documented_verifier() -> Any:
     namespace: dict[str, Any] = {}
     exec(compile(code.group(1), str(DOCS), "exec"), namespace)
     return namespace["verify_webhook"]
-
-
-def free_port() -> int:
-    """An unused loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pg_bin(name: str) -> str:

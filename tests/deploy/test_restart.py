@@ -7,7 +7,6 @@ it can also start a child that ignores SIGTERM, like a vLLM engine core left beh
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,8 @@ from typing import Any
 
 import pytest
 from deploy_helpers import RESTART, ROOT, makefile_commands, shellcheck_binary
+
+from tools.stack import free_port
 
 FAKE_SERVICE = r"""
 import http.server, os, signal, subprocess, sys, threading, time
@@ -59,12 +60,6 @@ FAKE_DOCKER = """#!/bin/sh
 # Stand-in docker: records each call (and what nvidia-smi was asked by then).
 echo "docker $*" >> "$FAKE_GPU_CALLS"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def alive(pid: int) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import httpx
@@ -10,17 +9,7 @@ import numpy as np
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-RESERVED_PORTS = {6379, 8000, 8001, 8002, 8080}
-
-
-def free_port() -> int:
-    """A free loopback TCP port outside the ports live services use."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in RESERVED_PORTS:
-            return port
+from tools.stack import free_port as free_port  # re-exported for the STT tests
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,18 +12,9 @@ import pytest
 
 from services.tts import create_app
 from services.tts.config import TTSSettings
+from tools.stack import free_port as _free_port
 
-FORBIDDEN_PORTS = {8000, 8001, 8002, 8080, 6379}
 WHISPER_DIR = "models/whisper-tiny.en"
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in FORBIDDEN_PORTS:
-            return port
 
 
 @dataclass
