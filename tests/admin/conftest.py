@@ -9,25 +9,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "db"))  # the shared servers (dbtest_support)
 
-from dbtest_support import PostgresServer, Process, shared_postgres, shared_service
+import dbtest_support
+from dbtest_support import Process, shared_service
 
-
-@pytest.fixture(scope="session")
-def pg_server() -> PostgresServer:
-    """The private PostgreSQL server (one per test process)."""
-    try:
-        return shared_postgres()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or a new database on the private PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    return await server.create_database()
+# The PostgreSQL and database-URL fixtures shared by tests/db and tests/admin.
+pg_server = dbtest_support.pg_server
+db_url = dbtest_support.db_url
 
 
 @pytest.fixture(scope="session")

@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
+import dbtest_support
 import pytest
-from dbtest_support import PostgresServer, Process, shared_postgres, shared_service
+from dbtest_support import Process, shared_service
 
 from gateway.db.engine import Database
 from gateway.db.migrate import upgrade
 
-
-@pytest.fixture(scope="session")
-def pg_server() -> PostgresServer:
-    """A PostgreSQL server of our own (initdb in a temp dir, free port), for the whole session."""
-    try:
-        return shared_postgres()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database URL: a SQLite file, or a new database on the private PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    return await server.create_database()
+# The PostgreSQL and database-URL fixtures shared by tests/db and tests/admin.
+pg_server = dbtest_support.pg_server
+db_url = dbtest_support.db_url
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 """Real servers for the database and admin tests: a private PostgreSQL, the LLM, a webhook receiver.
 
+Also the two fixtures both test dirs use, ``pg_server`` and ``db_url`` (their conftests import them).
+
 PostgreSQL: ``initdb`` + ``pg_ctl`` from the machine's PostgreSQL binaries into a fresh temp dir
 on a free port (as the ``postgres`` user when running as root: initdb refuses root), trust auth,
 stopped with ``pg_ctl -m immediate`` at the end. Never the machine's own server.
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
@@ -247,6 +250,24 @@ def shared_postgres() -> PostgresServer:
         _shared["pg"] = server
         atexit.register(_stop_shared)
     return _shared["pg"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> PostgresServer:
+    """The private PostgreSQL server (one per test process), for a whole session of db or admin tests."""
+    try:
+        return shared_postgres()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database URL: a SQLite file, or a new database on the private PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return await server.create_database()
 
 
 SERVICES = {
