@@ -96,23 +96,10 @@ class DesignStack:
             extra.append(Service(f"stt{i}", stt.argv, port, {"STT_PORT": str(port)}))
             stt_urls.append(f"http://127.0.0.1:{port}")
         self.core.services += extra
-        self.gateways: list[Service] = []
-        for i in range(args.gateways):
-            port = free_port()
-            self.gateways.append(
-                Service(
-                    f"gateway{i}",
-                    [sys.executable, "-m", "gateway"],
-                    port,
-                    {
-                        "GATEWAY_PORT": str(port),
-                        "GATEWAY_STT_URL": stt_urls[i % len(stt_urls)],
-                        "GATEWAY_TTS_URL": f"http://127.0.0.1:{ports.tts}",
-                        "GATEWAY_LLM_URL": f"http://127.0.0.1:{ports.llm}/v1",
-                        "GATEWAY_REDIS_URL": self.core.redis_url,
-                    },
-                )
-            )
+        self.gateways = [
+            self.core.gateway_service(f"gateway{i}", free_port(), stt_urls[i % len(stt_urls)])
+            for i in range(args.gateways)
+        ]
         self.front = Stack(ports, reuse=False, log_dir=log_dir, env=env, webhook_sink=False, only=set())
         self.front.services = self.gateways
         self.stt_instances = len(stt_urls)

@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 from shared.audio import FRAME_MS, TELEPHONY_RATE_HZ, resample, split_frames, ulaw_encode
-from tools.twilio_sim import SimulatedCall, fetch_call
+from tools.twilio_sim import SimulatedCall, fetch_call, speech_end_s
 
 SCRIPT = [
     "Hi, the pipe under my kitchen sink is leaking. Can somebody come out today?",
@@ -66,13 +66,7 @@ def synthesize_lines(tts_url: str, texts: list[str], voice: str = CALLER_VOICE) 
         )
         resp.raise_for_status()
         pcm = resample(np.frombuffer(resp.content, dtype="<i2").astype(np.int16), 24000, TELEPHONY_RATE_HZ)
-        frames = split_frames(ulaw_encode(pcm))
-        win = TELEPHONY_RATE_HZ * FRAME_MS // 1000
-        n = len(pcm) // win
-        rms = np.sqrt(np.mean((pcm[: n * win].astype(np.float64) / 32768).reshape(n, win) ** 2, axis=1))
-        loud = np.nonzero(rms > 0.01)[0]  # −40 dBFS, as tools.twilio_sim.caller_frames
-        speech_end = (loud[-1] + 1) * FRAME_MS / 1000 if loud.size else len(frames) * FRAME_MS / 1000
-        lines.append(Line(frames, float(speech_end)))
+        lines.append(Line(split_frames(ulaw_encode(pcm)), speech_end_s(pcm)))
     return lines
 
 
@@ -99,13 +93,19 @@ def _replies_done(call: SimulatedCall) -> int:
     return sum(m.endswith(":end") for m in call.result.marks_received)
 
 
-async def _speak_and_wait(call: SimulatedCall, line: Line, timeout_s: float) -> float | None:
-    """Say ``line`` on a quiet line and wait for the agent's reply to finish playing."""
-    before = _replies_done(call)
+async def _say(call: SimulatedCall, line: Line) -> None:
+    """Speak ``line`` and return when its speech has been sent; the next agent audio after that
+    counts for the caller-side voice-to-voice latency."""
     call.result.reply_first_audio_at = None
     call.result.caller_speech_end_at = time.monotonic() + line.seconds
     call.say(line.frames)
     await asyncio.sleep(line.seconds)
+
+
+async def _speak_and_wait(call: SimulatedCall, line: Line, timeout_s: float) -> float | None:
+    """Say ``line`` on a quiet line and wait for the agent's reply to finish playing."""
+    before = _replies_done(call)
+    await _say(call, line)
     await call.wait_until(lambda: _replies_done(call) > before, timeout_s, "the reply")
     await call.wait_greeting(timeout_s=timeout_s, settle_s=0.8)  # reply played, a human pause
     return call.result.voice_to_voice_ms
@@ -145,10 +145,7 @@ async def _barge_in(call: SimulatedCall, ask: Line, barge: Line, timeout_s: floa
     """Ask again, interrupt the reply ``BARGE_IN_AFTER_S`` into it, wait for the new answer."""
     before_clears = call.result.clears
     asked = _replies_done(call)
-    call.result.reply_first_audio_at = None
-    call.result.caller_speech_end_at = time.monotonic() + ask.seconds
-    call.say(ask.frames)
-    await asyncio.sleep(ask.seconds)
+    await _say(call, ask)
     await call.wait_until(lambda: call.result.reply_first_audio_at is not None, timeout_s, "the reply to barge into")
     await asyncio.sleep(BARGE_IN_AFTER_S)
     if call.agent_idle_for() > 0:

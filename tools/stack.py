@@ -190,17 +190,24 @@ class Stack:
             services.append(
                 Service("webhook", [py, "-m", "tools.webhook_sink"], p.webhook, {"WEBHOOK_SINK_PORT": str(p.webhook)})
             )
-        gateway_env = {
-            "GATEWAY_PORT": str(p.gateway),
-            "GATEWAY_STT_URL": f"http://127.0.0.1:{p.stt}",
+        gateway = self.gateway_service("gateway", p.gateway)
+        if webhook_sink:
+            gateway.env["GATEWAY_WEBHOOK_URL"] = self.webhook_url
+        services.append(gateway)
+        return services
+
+    def gateway_service(self, name: str, port: int, stt_url: str | None = None) -> Service:
+        """A gateway process on ``port`` wired to this stack's Redis, LLM, TTS and STT (or
+        ``stt_url``); more than one can serve the same stack behind a load balancer."""
+        p = self.ports
+        env = {
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_STT_URL": stt_url or f"http://127.0.0.1:{p.stt}",
             "GATEWAY_TTS_URL": f"http://127.0.0.1:{p.tts}",
             "GATEWAY_LLM_URL": f"http://127.0.0.1:{p.llm}/v1",
             "GATEWAY_REDIS_URL": self.redis_url,
         }
-        if webhook_sink:
-            gateway_env["GATEWAY_WEBHOOK_URL"] = self.webhook_url
-        services.append(Service("gateway", [py, "-m", "gateway"], p.gateway, gateway_env))
-        return services
+        return Service(name, [sys.executable, "-m", "gateway"], port, env)
 
     def service(self, name: str) -> Service:
         """The service called ``name``."""

@@ -51,12 +51,17 @@ def caller_frames(path: str | Path) -> tuple[list[bytes], float]:
     """
     audio, _ = read_audio(str(path), target_rate=TELEPHONY_RATE_HZ)
     pcm = float_to_pcm16(audio)
-    win = TELEPHONY_RATE_HZ * FRAME_MS // 1000
+    return split_frames(ulaw_encode(pcm)), speech_end_s(pcm)
+
+
+def speech_end_s(pcm: np.ndarray, rate_hz: int = TELEPHONY_RATE_HZ) -> float:
+    """Where speech ends in PCM16 audio (int16, shape (n,)): the end of the last 20 ms frame whose
+    RMS is above −40 dBFS, in seconds; the whole length if no frame is that loud."""
+    win = rate_hz * FRAME_MS // 1000
     n = len(pcm) // win
-    rms = np.sqrt(np.mean((audio[: n * win].reshape(n, win)) ** 2, axis=1)) if n else np.zeros(0)
-    loud = np.nonzero(rms > 0.01)[0]
-    speech_end_s = float((loud[-1] + 1) * FRAME_S) if loud.size else len(pcm) / TELEPHONY_RATE_HZ
-    return split_frames(ulaw_encode(pcm)), speech_end_s
+    frames = pcm[: n * win].astype(np.float64).reshape(n, win) / 32768.0
+    loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 0.01)[0]
+    return float((loud[-1] + 1) * FRAME_S) if loud.size else len(pcm) / rate_hz
 
 
 @dataclass
@@ -162,10 +167,14 @@ class SimulatedCall:
         assert self._ws is not None
         async with self._clock_lock:
             for payload in frames:
-                self.chunk += 1
-                self._seq += 1
-                media = tw.Media(self.stream_sid, payload, self.chunk, self.chunk * FRAME_MS, "inbound", self._seq)
-                await self._ws.send(tw.serialize_event(media))
+                await self._send_media(self._ws, payload)
+
+    async def _send_media(self, ws: websockets.ClientConnection, payload: bytes) -> None:
+        """One inbound ``media`` frame; advances the stream clock (chunk, timestamp, sequence)."""
+        self.chunk += 1
+        self._seq += 1
+        media = tw.Media(self.stream_sid, payload, self.chunk, self.chunk * FRAME_MS, "inbound", self._seq)
+        await ws.send(tw.serialize_event(media))
 
     @property
     def caller_speaking(self) -> bool:
@@ -182,11 +191,7 @@ class SimulatedCall:
         start = time.monotonic()
         while True:
             async with self._clock_lock:
-                payload = self._caller_audio.pop(0) if self._caller_audio else SILENCE_FRAME
-                self.chunk += 1
-                self._seq += 1
-                media = tw.Media(self.stream_sid, payload, self.chunk, self.chunk * FRAME_MS, "inbound", self._seq)
-                await ws.send(tw.serialize_event(media))
+                await self._send_media(ws, self._caller_audio.pop(0) if self._caller_audio else SILENCE_FRAME)
                 await self._flush_marks(ws)
             delay = start + self.chunk * FRAME_S - time.monotonic()
             if delay > 0:
