@@ -304,7 +304,7 @@ class CallSession(CallControl):
         self._persist_state()
         if action is Action.BARGE_IN:
             BARGE_INS.inc()
-            self._spawn(self._barge_in(), "barge-in")
+            self._spawn(self._barge_in(self._endpointer.now_ms), "barge-in")
         elif action is Action.CANCEL_REPLY:
             self._cancel_reply()
 
@@ -405,14 +405,17 @@ class CallSession(CallControl):
             self._reply_task.cancel()
         self._reply_task = None
 
-    async def _barge_in(self) -> None:
-        """Caller spoke over the agent: clear Twilio's buffer, stop LLM/TTS, keep only heard words."""
+    async def _barge_in(self, at_ms: int) -> None:
+        """Caller spoke over the agent: clear Twilio's buffer, stop LLM/TTS, keep only heard words.
+
+        ``at_ms``: stream time (ms of caller audio since the call started) when the barge-in rule fired.
+        """
         self._cancel_reply()
         if self.playback is not None:
             await self.playback.clear()
         reply = self._current_reply
         if reply is not None:
-            self._record_reply(reply, status="interrupted")
+            self._record_reply(reply, status="interrupted", barge_in_stream_ms=at_ms)
 
     # ---- replies --------------------------------------------------------------------
     async def _greet(self) -> None:
@@ -563,7 +566,7 @@ class CallSession(CallControl):
             log.error("call %s: could not say the %s: %s", self.call_sid, kind, exc)
         return reply
 
-    def _record_reply(self, reply: Reply, status: str) -> None:
+    def _record_reply(self, reply: Reply, status: str, barge_in_stream_ms: int | None = None) -> None:
         """Queue the agent's turn for Redis once; if interrupted, only the words heard."""
         if reply.recorded or not reply.sentences:
             return
@@ -583,4 +586,6 @@ class CallSession(CallControl):
             "ended_at": time.time(),
             "latency_ms": {k: round(v, 1) for k, v in reply.latency_ms.items()},
         }
+        if barge_in_stream_ms is not None:
+            turn["barge_in_stream_ms"] = barge_in_stream_ms  # where in the caller's audio it fired
         self._write(self.deps.store.append_turn(self.call_sid, turn))
