@@ -185,7 +185,8 @@ class Extractor:
             }
         return {"type": "json_object", "schema": EXTRACTION_SCHEMA}
 
-    async def _ask(self, messages: list[dict[str, str]]) -> str:
+    async def _ask(self, messages: list[dict[str, str]]) -> tuple[str, str | None]:
+        """One request: the answer's text and its finish reason (``None`` if the server gave none)."""
         resp = await self.client.chat.completions.create(  # type: ignore[call-overload]
             model=self.model,
             messages=messages,
@@ -193,12 +194,19 @@ class Extractor:
             temperature=0.0,
             max_tokens=self.max_tokens,
         )
-        return resp.choices[0].message.content or ""
+        if not resp.choices:
+            return "", None
+        choice = resp.choices[0]
+        return choice.message.content or "", choice.finish_reason
 
     async def extract(self, turns: Sequence[dict[str, Any]], caller_id: str = "") -> ExtractionResult:
         """Extract :class:`CallDetails` from a call's turns; never raises (errors are in the result).
 
-        One retry: an answer that is not valid JSON or fails validation is sent back with the error.
+        One retry: an answer that is not valid JSON or fails validation is sent back with the error;
+        one that stopped at ``max_tokens`` (finish reason ``length``, the JSON cut off) is sent back
+        with a request for shorter values. An invalid answer without a finish reason was cut short
+        upstream and is asked for again unchanged, like a failed request. A valid answer is used
+        whatever its finish reason (a cut-off JSON object never parses).
         """
         t0 = time.monotonic()
         transcript = format_transcript(turns)
@@ -213,7 +221,7 @@ class Extractor:
         for _ in range(2):
             attempts += 1
             try:
-                raw = await self._ask(messages)
+                raw, finish_reason = await self._ask(messages)
             except openai.OpenAIError as exc:
                 error = f"LLM request failed: {type(exc).__name__}: {exc}"
                 log.warning("extraction: %s", error)
@@ -221,15 +229,19 @@ class Extractor:
             try:
                 details = ground(CallDetails.model_validate(json.loads(raw)), caller_text, caller_id)
             except (json.JSONDecodeError, ValidationError) as exc:
-                error = f"invalid answer: {exc}"[:2000]
+                if finish_reason is None:  # cut short upstream, not the model's fault: ask again as is
+                    error = f"answer ended without a finish reason: {exc}"[:2000]
+                    log.warning("extraction attempt %d: %s", attempts, error.splitlines()[0])
+                    continue
+                if finish_reason == "length":
+                    error = f"answer cut off at max_tokens={self.max_tokens}: {exc}"[:2000]
+                    feedback = "That answer was too long and was cut off. Answer again with the JSON object only, "
+                    feedback += "keeping every value short."
+                else:
+                    error = f"invalid answer: {exc}"[:2000]
+                    feedback = f"That answer was invalid ({error[:500]}). Answer again with the JSON object only."
                 log.warning("extraction attempt %d invalid: %s", attempts, error.splitlines()[0])
-                messages += [
-                    {"role": "assistant", "content": raw},
-                    {
-                        "role": "user",
-                        "content": f"That answer was invalid ({error[:500]}). Answer again with the JSON object only.",
-                    },
-                ]
+                messages += [{"role": "assistant", "content": raw}, {"role": "user", "content": feedback}]
                 continue
             return ExtractionResult(details, raw, attempts, None, self.model, (time.monotonic() - t0) * 1000)
         return ExtractionResult(None, raw, attempts, error, self.model, (time.monotonic() - t0) * 1000)

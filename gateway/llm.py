@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 
@@ -50,14 +51,23 @@ class LLMClient:
         Hermes ``<tool_call>`` text (llama.cpp rendering the GGUF's template); both become
         :class:`ToolCall` s and no tool JSON is yielded as text.
 
+        A complete stream names a finish reason in its last choice (``stop``, ``tool_calls``, or
+        ``length`` when the reply hit ``max_tokens``: a capped reply, not an error). A stream that
+        ends without one was cut short (a pre-empted llama.cpp request, a dropped connection), so
+        the text already yielded is a fragment: it raises, and the tool calls it may have begun
+        are not yielded.
+
         Raises:
-            UpstreamError: connection failure, timeout or an error status (retryable for 5xx/429).
+            UpstreamError: connection failure, timeout, an error status (retryable for 5xx/429),
+                an error event inside the stream, or a stream that ended without a finish
+                reason (retryable).
         """
         text_parser = HermesTextParser() if tools else None
         structured = ToolCallAccumulator()
         extra: dict[str, Any] = {"tools": tools} if tools else {}
         if tools and tool_choice is not None:
             extra["tool_choice"] = tool_choice
+        finish_reason: str | None = None
         try:
             stream = await self.client.chat.completions.create(
                 model=self.model,
@@ -70,7 +80,9 @@ class LLMClient:
             async for chunk in stream:  # type: ignore[union-attr]
                 if not chunk.choices:
                     continue
-                delta = chunk.choices[0].delta
+                choice = chunk.choices[0]
+                finish_reason = choice.finish_reason or finish_reason
+                delta = choice.delta
                 for tc in delta.tool_calls or []:
                     fn = tc.function
                     structured.add(tc.index, fn.name if fn else None, fn.arguments if fn else None)
@@ -84,6 +96,8 @@ class LLMClient:
                     yield text
                 for call in calls:
                     yield call
+            if finish_reason is None:
+                raise UpstreamError("llm", "stream ended without a finish reason", retryable=True)
             if text_parser is not None:
                 text, calls = text_parser.finish()
                 if text:
@@ -98,6 +112,12 @@ class LLMClient:
             raise UpstreamError("llm", f"unreachable: {exc}", retryable=True) from exc
         except openai.APIStatusError as exc:
             raise UpstreamError.from_status("llm", exc.status_code, str(exc.message)) from exc
+        except openai.APIError as exc:  # an {"error": …} event inside the stream
+            raise UpstreamError("llm", f"stream error: {exc.message}", retryable=True) from exc
+        except httpx.TimeoutException as exc:  # no byte (token or ping) within the read timeout
+            raise UpstreamError("llm", "timed out while streaming", retryable=True) from exc
+        except httpx.TransportError as exc:  # the connection broke while reading the stream
+            raise UpstreamError("llm", f"stream broken: {exc!r}", retryable=True) from exc
 
     async def close(self) -> None:
         """Close the underlying HTTP client."""

@@ -16,6 +16,14 @@ def create_app(settings: LLMSettings | None = None) -> FastAPI:
     Adds ``GET /health`` (as vLLM has) and ``GET /metrics``. The model loads here, because
     llama-cpp-python loads in its ``create_app``; call this from uvicorn's factory mode.
 
+    Requests queue: llama-cpp-python runs one completion at a time under a lock (no parallel
+    slots), and ``interrupt_requests`` is off, so a new request waits for the one in flight
+    instead of ending its stream early with ``[DONE]`` and no finish reason (its default).
+    A queued stream already has its response headers and gets SSE pings every 15 s, so a
+    client's read timeout above that does not expire while it waits. A queued request whose
+    client has gone away is dropped before it generates (a non-streamed one already generating
+    runs to its end).
+
     Raises:
         FileNotFoundError: the GGUF file is missing (run ``make models``).
     """
@@ -34,7 +42,10 @@ def create_app(settings: LLMSettings | None = None) -> FastAPI:
         chat_format=settings.chat_format or None,
         verbose=False,
     )
-    server = ServerSettings(host=settings.host, port=settings.port)
+    # interrupt_requests=True (llama-cpp-python's default) lets every new request, streamed or
+    # not, cut the stream in flight: concurrent calls and post-call extraction then truncate
+    # each other's replies without an error. Queue them instead.
+    server = ServerSettings(host=settings.host, port=settings.port, interrupt_requests=False)
     app: FastAPI = llama_create_app(server_settings=server, model_settings=[model])
 
     @app.get("/health")
