@@ -186,6 +186,24 @@ def speech_windows(audio: np.ndarray, max_seconds: float = WINDOW_SECONDS) -> li
     return windows
 
 
+class UnsupportedLanguageError(ValueError):
+    """A request named a language the model cannot transcribe.
+
+    Attributes:
+        language: the value the request sent.
+        supported: the codes the model knows (``["en"]`` for an English-only ``.en`` model).
+    """
+
+    def __init__(self, language: str, supported: list[str]) -> None:
+        if supported == ["en"]:
+            message = f"unsupported language {language!r}: this model is English-only, use 'en'"
+        else:
+            message = f"unsupported language {language!r}; use an ISO-639-1 code: {', '.join(supported)}"
+        super().__init__(message)
+        self.language = language
+        self.supported = supported
+
+
 class WhisperEngine:
     """One faster-whisper ``WhisperModel`` shared by every request through batched decoding.
 
@@ -233,6 +251,26 @@ class WhisperEngine:
         )
 
     # ----------------------------------------------------------------------------- preparing
+    @property
+    def languages(self) -> list[str]:
+        """Language codes the model transcribes: Whisper's 100 (``faster_whisper.tokenizer``) for a
+        multilingual model, ``["en"]`` for an English-only ``.en`` one."""
+        return list(self.model.supported_languages)
+
+    def check_language(self, language: str | None) -> str | None:
+        """A request's ``language``, lower-cased, or ``None`` (blank: the service default).
+
+        Raises:
+            UnsupportedLanguageError: the model does not know the code (``klingon``; anything but
+                ``en`` on an English-only model).
+        """
+        code = (language or "").strip().lower()
+        if not code:
+            return None
+        if code not in self.languages:
+            raise UnsupportedLanguageError(language or "", self.languages)
+        return code
+
     def default_options(self, **overrides: Any) -> DecodeOptions:
         """Options with the service defaults (language, initial prompt, hotwords) filled in.
 

@@ -1,8 +1,9 @@
 """HTTP glue of the STT service: OpenAI transcriptions, the raw PCM16 hot path, service endpoints.
 
-Errors are OpenAI-shaped (``shared.errors.APIError``): 400 missing/invalid field, 413 audio
-longer than ``STT_MAX_AUDIO_SECONDS``, 415 undecodable audio, 503 queue full or model not ready
-(both with ``Retry-After``).
+Errors are OpenAI-shaped (``shared.errors.APIError``): 400 missing/invalid field (an unknown
+``format`` or ``response_format``, a ``language`` the model does not know), 413 audio longer than
+``STT_MAX_AUDIO_SECONDS`` (found while decoding: decoding stops there), 415 undecodable audio or an
+unsupported media type, 503 queue full or model not ready (both with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,16 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from services.stt import metrics
-from services.stt.decoding import SAMPLE_RATE_HZ, AudioDecodeError, decode_pcm16, decode_ulaw, decode_upload
-from services.stt.engine import DecodeOptions, Result
+from services.stt.decoding import (
+    FORMATS,
+    SAMPLE_RATE_HZ,
+    AudioDecodeError,
+    AudioTooLongError,
+    decode_pcm16,
+    decode_ulaw,
+    decode_upload,
+)
+from services.stt.engine import DecodeOptions, Result, UnsupportedLanguageError, WhisperEngine
 from services.stt.gpu import gpu_info
 from services.stt.scheduler import QueueFullError, SchedulerClosedError
 from services.stt.schemas import (
@@ -50,6 +59,33 @@ def _too_long(seconds: float, limit: float, param: str) -> APIError:
     return APIError(413, f"audio is {seconds:.1f}s; the limit is {limit:.0f}s", param=param, code="audio_too_long")
 
 
+def checked_language(engine: WhisperEngine, language: str | None) -> str | None:
+    """The request's language as the engine wants it (``None``: the service default).
+
+    Raises:
+        APIError: 400 (``param="language"``, ``code="unsupported_language"``) for a code the model
+            does not know, e.g. ``klingon``, or anything but ``en`` on an English-only model.
+    """
+    try:
+        return engine.check_language(language)
+    except UnsupportedLanguageError as exc:
+        raise APIError(400, str(exc), param="language", code="unsupported_language") from exc
+
+
+async def check_language(service: STTService, language: str | None, endpoint: str) -> str | None:
+    """:func:`checked_language` once the model is loaded (waits like :func:`transcribe_audio`).
+
+    Raises:
+        APIError: 400 unknown language; 503 model not ready.
+    """
+    engine, _ = await service.wait_ready()
+    try:
+        return checked_language(engine, language)
+    except APIError:
+        metrics.REQUESTS.labels(endpoint, "bad_request").inc()
+        raise
+
+
 async def transcribe_audio(
     service: STTService, audio: np.ndarray, options: dict[str, Any], endpoint: str
 ) -> tuple[Result, DecodeOptions]:
@@ -61,9 +97,10 @@ async def transcribe_audio(
         options: :meth:`WhisperEngine.default_options` overrides (``None`` values → defaults).
         endpoint: label for the request metrics.
     Raises:
-        APIError: 413 too long, 503 queue full / shutting down / not ready.
+        APIError: 400 unknown language, 413 too long, 503 queue full / shutting down / not ready.
     """
     engine, scheduler = await service.wait_ready()
+    options = {**options, "language": checked_language(engine, options.get("language"))}
     seconds = audio.size / SAMPLE_RATE_HZ
     if seconds > service.settings.max_audio_seconds:
         metrics.REQUESTS.labels(endpoint, "too_large").inc()
@@ -97,18 +134,26 @@ async def transcribe_watching(
 ) -> tuple[Result, DecodeOptions] | None:
     """:func:`transcribe_audio`, cancelled (leaving the queue) if the client disconnects first.
 
-    Returns ``None`` when the client went away.
+    Returns ``None`` when the client went away (whatever the cancelled work ended with).
+    Raises what :func:`transcribe_audio` raises otherwise.
     """
     work = asyncio.ensure_future(transcribe_audio(stt_service(request.app), audio, options, endpoint))
     watch = asyncio.ensure_future(_until_disconnected(request))
+    gone = False
     try:
         await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watch.cancel()
         if not work.done():
+            gone = True
             work.cancel()
             metrics.REQUESTS.labels(endpoint, "client_gone").inc()
-    if work.cancelled():
+            # cancel() only asks: the task is done at its next step. Reading it before that raised
+            # InvalidStateError (a traceback per request the gateway dropped).
+            await asyncio.wait({work})
+    if gone:
+        if not work.cancelled():
+            work.exception()  # retrieved, so asyncio does not log it; nobody is left to tell
         return None
     return work.result()
 
@@ -184,7 +229,9 @@ async def transcriptions(
     ``response_format``: ``json`` → ``{"text"}``, ``text`` → plain text, ``verbose_json`` →
     language, duration, segments and (with ``timestamp_granularities[]=word``) words.
 
-    Errors: 400 missing file, 413 too long, 415 undecodable, 503 queue full (``Retry-After``).
+    Errors: 400 missing file, unknown ``format`` or ``response_format``, unsupported ``language``;
+    413 too long (decoding stops once the audio passes the limit); 415 undecodable;
+    503 queue full (``Retry-After``).
     """
     endpoint = "transcriptions"
     if file is not None:
@@ -207,8 +254,20 @@ async def transcriptions(
     if not data:
         metrics.REQUESTS.labels(endpoint, "bad_request").inc()
         raise APIError(400, "the 'file' field is empty", param="file")
+    if format is not None and format.strip() and format.strip().lower() not in FORMATS:
+        metrics.REQUESTS.labels(endpoint, "bad_request").inc()
+        raise APIError(
+            400,
+            f"unknown format {format!r}; use one of {', '.join(sorted(FORMATS))} (or omit it for a file)",
+            param="format",
+            code="invalid_value",
+        )
+    language = await check_language(stt_service(request.app), language, endpoint)
     try:
-        audio = await asyncio.to_thread(decode_upload, data, ctype, format, sample_rate)
+        audio = await asyncio.to_thread(decode_upload, data, ctype, format, sample_rate, limit)
+    except AudioTooLongError as exc:
+        metrics.REQUESTS.labels(endpoint, "too_large").inc()
+        raise APIError(413, str(exc), param="file", code="audio_too_long") from exc
     except AudioDecodeError as exc:
         metrics.REQUESTS.labels(endpoint, "unsupported_media").inc()
         raise APIError(415, str(exc), param="file", code="unsupported_audio") from exc
@@ -243,7 +302,8 @@ async def transcriptions_raw(
     """Hot path without multipart: the body is PCM16 little-endian mono (``encoding=pcm16``) or
     G.711 μ-law (``encoding=mulaw``) at ``sample_rate`` Hz; returns ``{"text": "..."}``.
 
-    Errors: 400 empty body, 413 too long (checked before decoding), 415 odd PCM16 byte count.
+    Errors: 400 empty body or unsupported ``language``, 413 too long (checked before decoding),
+    415 odd PCM16 byte count.
     """
     endpoint = "raw"
     data = await request.body()
@@ -255,6 +315,7 @@ async def transcriptions_raw(
     if seconds > limit:
         metrics.REQUESTS.labels(endpoint, "too_large").inc()
         raise _too_long(seconds, limit, "body")
+    language = await check_language(stt_service(request.app), language, endpoint)
     try:
         if encoding == "pcm16":
             audio = await asyncio.to_thread(decode_pcm16, data, sample_rate)

@@ -10,7 +10,10 @@ Protocol (query: ``sample_rate`` Hz of the client's PCM16, default 16000; ``lang
   streams share batches; at most one partial in flight per stream, a partial still in flight at
   ``end`` is sent first); then ``{"type": "final", "text", "audio_seconds"}`` over the whole
   buffer, and the server closes with 1000.
-- errors: ``{"type": "error", "error": {OpenAI-shaped}}`` then close (1009 too long, 1011 other).
+- errors: ``{"type": "error", "error": {OpenAI-shaped}}`` then close (1008 bad query parameter,
+  e.g. an unsupported ``language``; 1013 the model did not load; 1009 too long; 1011 other). A text frame that is not
+  ``{"type": "end"}`` (invalid JSON, a JSON value that is not an object, another ``type``) gets an
+  error (``code: "bad_message"``) and the connection stays open.
 
 Input is resampled to 16 kHz as it arrives (``shared.audio.Resampler``, soxr streaming).
 """
@@ -28,7 +31,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from services.stt.decoding import SAMPLE_RATE_HZ
 from services.stt.engine import WINDOW_SECONDS
-from services.stt.routes import stt_service, transcribe_audio
+from services.stt.routes import check_language, stt_service, transcribe_audio
 from shared.audio import Resampler, pcm16_to_float
 from shared.errors import APIError
 
@@ -113,11 +116,15 @@ async def stream(
 ) -> None:
     """Streaming transcription (protocol in the module docstring)."""
     await ws.accept()
-    settings = stt_service(ws.app).settings
-    if not 4000 <= sample_rate <= 192000 or (interval_ms is not None and interval_ms <= 0):
-        err = APIError(400, "sample_rate must be 4000..192000 Hz and interval_ms > 0", param="sample_rate")
-        await ws.send_json({"type": "error", **err.body()})
-        await ws.close(1008)
+    service = stt_service(ws.app)
+    settings = service.settings
+    try:
+        if not 4000 <= sample_rate <= 192000 or (interval_ms is not None and interval_ms <= 0):
+            raise APIError(400, "sample_rate must be 4000..192000 Hz and interval_ms > 0", param="sample_rate")
+        language = await check_language(service, language, "stream")
+    except APIError as exc:
+        await ws.send_json({"type": "error", **exc.body()})
+        await ws.close(1008 if exc.status < 500 else 1013)  # 1013: try again later (model not loaded)
         return
     interval_s = (interval_ms or settings.stream_interval_ms) / 1000.0
     st = _Stream(ws, sample_rate, {"language": language, "prompt": prompt}, interval_s)
@@ -135,21 +142,29 @@ async def stream(
                     return
                 st.maybe_partial()
                 continue
+            if not _is_end(msg.get("text")):
+                err = APIError(400, 'text frames must be {"type": "end"}', param="type", code="bad_message")
+                await st.send({"type": "error", **err.body()})
+                continue
             try:
-                event = json.loads(msg.get("text") or "{}")
-            except json.JSONDecodeError:
-                event = {}
-            if event.get("type") == "end":
-                try:
-                    await st.final()
-                except APIError as exc:
-                    await st.send({"type": "error", **exc.body()})
-                    await ws.close(1011)
-                    return
-                await ws.close(1000)
+                await st.final()
+            except APIError as exc:
+                await st.send({"type": "error", **exc.body()})
+                await ws.close(1011)
                 return
+            await ws.close(1000)
+            return
     except WebSocketDisconnect:
         return
     finally:
         if st.partial is not None and not st.partial.done():
             st.partial.cancel()
+
+
+def _is_end(text: str | None) -> bool:
+    """Whether a text frame is the protocol's ``{"type": "end"}`` (anything else is a bad message)."""
+    try:
+        event = json.loads(text or "")
+    except json.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get("type") == "end"

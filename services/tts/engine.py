@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from services.tts.config import TTSSettings
+from services.tts.feed import LOOKAHEAD_SEGMENTS, SegmentFeed
 from services.tts.normalize import normalize_for_speech
 from services.tts.scheduler import Scheduler, StreamTicket
 from services.tts.segmenter import split_text
@@ -172,6 +173,8 @@ class KokoroEngine:
             max_queue=settings.max_queue,
             on_batch=self._on_batch,
         )
+        self.lookahead = LOOKAHEAD_SEGMENTS
+        """Most segments of one request or WebSocket queued or running at once (:mod:`services.tts.feed`)."""
         self.segments_completed = 0
         """Segments whose synthesis finished (tests use it to check streaming order)."""
         self.batch_sizes: list[int] = []
@@ -288,25 +291,28 @@ class KokoroEngine:
             return np.zeros(0, dtype=np.float32)
         return await self.scheduler.run(SegmentJob(spoken, voice, speed, pause), ticket)
 
+    def feed(self, voice: str, speed: float = 1.0, ticket: StreamTicket | None = None) -> SegmentFeed[SegmentJob]:
+        """A :class:`~services.tts.feed.SegmentFeed` of one stream in ``voice`` (already resolved,
+        :meth:`resolve_voice`) at ``speed``: at most ``self.lookahead`` segments queued at once."""
+        return SegmentFeed(
+            self.scheduler, lambda spoken, pause: SegmentJob(spoken, voice, speed, pause), self.lookahead, ticket
+        )
+
     async def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
-        """Speak a whole text (split into segments, all queued at once): float32 (n,) at 24 kHz.
+        """Speak a whole text (split into segments, queued a few at a time): float32 (n,) at 24 kHz.
 
         Raises:
             UnknownVoiceError: ``voice`` is not available.
-            QueueFullError: the queue is full.
+            QueueFullError: the queue is full before any segment got in.
         """
-        name = self.resolve_voice(voice)
+        feed = self.feed(self.resolve_voice(voice), speed)
         segments = split_text(text, 0, self.settings.segment_max_chars)
-        ticket = StreamTicket()
-        tasks = [
-            asyncio.ensure_future(self.synthesize_segment(s, name, speed, ticket, pause=i < len(segments) - 1))
-            for i, s in enumerate(segments)
-        ]
+        items = [feed.add(s, pause=i < len(segments) - 1) for i, s in enumerate(segments)]
         try:
-            parts = await asyncio.gather(*tasks)
+            feed.admit()
+            parts = [await feed.result(item) for item in items]
         finally:
-            for t in tasks:
-                t.cancel()
+            feed.cancel()
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
     def synthesize_sync(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:

@@ -14,7 +14,9 @@ rewrites, in this order:
 7. percentages, ordinals ("21st"), house numbers before a street name ("1600 Penn Ave" →
    "sixteen hundred"), ZIP codes (digit by digit), years ("in 2024" → "twenty twenty-four");
 8. abbreviations: "St." (Street/Saint), "Dr." (Doctor/Drive), "Mr.", "Mrs.", "Ave.", "e.g."…;
-9. every other number → words (:mod:`num2words`, American style without "and").
+9. every other number → words (:mod:`num2words`, American style without "and"); a number of more
+   than :data:`MAX_WORD_DIGITS` digits (an account or card number, or beyond what num2words can
+   name) is read digit by digit.
 
 Sources: number words come from ``num2words`` (LGPL-2.1); the digit-grouping, time and money
 rules follow how US call-centre scripts read them (cf. the W3C SSML ``say-as`` interpret-as values
@@ -30,9 +32,13 @@ from collections.abc import Callable
 
 from num2words import num2words
 
-__all__ = ["ABBREVIATIONS", "normalize_for_speech", "number_words"]
+__all__ = ["ABBREVIATIONS", "MAX_WORD_DIGITS", "normalize_for_speech", "number_words"]
 
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+MAX_WORD_DIGITS = 15
+"""Longest whole number (in digits, up to hundreds of trillions) read as a cardinal; longer digit runs
+are read digit by digit, as people read IDs and card numbers. num2words itself fails (OverflowError)
+from 307 digits on, and Python's ``int()`` refuses strings over 4300 digits."""
 
 ABBREVIATIONS: dict[str, str] = {
     "mr.": "Mister",
@@ -79,19 +85,31 @@ def number_words(value: int | float | str) -> str:
         value: an int, a float, or a digit string that may hold thousands commas and a decimal point.
     Returns:
         The words (num2words, with its British "and" removed). Decimals read digit by digit after
-        "point" (3.05 → "three point zero five").
+        "point" (3.05 → "three point zero five"); a whole part of more than :data:`MAX_WORD_DIGITS`
+        digits is read digit by digit too. Never raises for digit strings of any length.
     """
     if isinstance(value, str):
         value = value.replace(",", "")
         if "." in value:
             whole, frac = value.split(".", 1)
-            head = number_words(int(whole or "0"))
-            return head + (" point " + " ".join(_DIGITS[int(d)] for d in frac) if frac else "")
+            head = number_words(whole or "0")
+            return head + (" point " + _digits(frac) if frac else "")
+        if len(value.lstrip("0")) > MAX_WORD_DIGITS:
+            return _digits(value)
         value = int(value)
     if isinstance(value, float) and not value.is_integer():
         return number_words(repr(value))
+    if abs(int(value)) >= 10**MAX_WORD_DIGITS:
+        return ("minus " if value < 0 else "") + _digits(str(abs(int(value))))
     words: str = num2words(int(value), lang="en")
     return words.replace(" and ", " ").replace(",", "")
+
+
+def ordinal_words(digits: str) -> str:
+    """Ordinal in words: "21" → "twenty-first"; over :data:`MAX_WORD_DIGITS` digits, digit by digit."""
+    if len(digits.lstrip("0")) > MAX_WORD_DIGITS:
+        return _digits(digits)
+    return str(num2words(int(digits), lang="en", to="ordinal"))
 
 
 def _digits(s: str) -> str:
@@ -241,17 +259,18 @@ _SCALE = {"k": "thousand", "m": "million", "b": "billion"}
 
 def _money(m: re.Match[str]) -> str:
     one, many, cent, cents = _CURRENCIES[m.group(1)]
-    whole = int(m.group(2).replace(",", ""))
+    digits = m.group(2).replace(",", "")
     frac = m.group(3)
     scale = m.group(4)
     if scale:
         scale = _SCALE.get(scale.lower(), scale.lower())
-        amount = number_words(f"{whole}.{frac}") if frac else number_words(whole)
+        amount = number_words(f"{digits}.{frac}") if frac else number_words(digits)
         return f"{amount} {scale} {many}"
     c = int(frac.ljust(2, "0")) if frac else 0
     parts = []
-    if whole or not c:
-        parts.append(f"{number_words(whole)} {one if whole == 1 else many}")
+    is_one = digits.lstrip("0") == "1"
+    if digits.strip("0") or not c:
+        parts.append(f"{number_words(digits)} {one if is_one else many}")
     if c:
         parts.append(f"{number_words(c)} {cent if c == 1 else cents}")
     return " and ".join(parts)
@@ -328,7 +347,7 @@ def normalize_for_speech(text: str) -> str:
     text = _HOUR_AMPM.sub(_hour_ampm, text)
     text = _MONEY.sub(_money, text)
     text = _PERCENT.sub(lambda m: f"{number_words(m.group(1))} percent", text)
-    text = _ORDINAL.sub(lambda m: str(num2words(int(m.group(1)), lang="en", to="ordinal")), text)
+    text = _ORDINAL.sub(lambda m: ordinal_words(m.group(1)), text)
     text = _ZIP.sub(lambda m: _digits(m.group(1)) + (f", {_digits(m.group(2))}" if m.group(2) else ""), text)
     text = _HOUSE.sub(lambda m: _pairs(int(m.group(1))), text)
     text = _HASH_NUMBER.sub(r"number \1", text)

@@ -2,7 +2,9 @@
 
 Errors are OpenAI-shaped (:mod:`shared.errors`): 400 empty input, unknown voice (the message lists
 the voices) or invalid field; 413 input over ``TTS_MAX_INPUT_CHARS``; 503 queue full (with
-``Retry-After``). A client that disconnects cancels its queued syntheses.
+``Retry-After``) — only when the queue is full before any segment of the request got in: a long
+input is queued a few segments at a time (:mod:`services.tts.feed`), so it never needs a retry on
+an idle server. A client that disconnects cancels its queued syntheses.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.tts.codecs import MEDIA_TYPES, STREAMABLE, AudioFormat, encode_chunk, encode_whole, streaming_wav_header
-from services.tts.engine import OPENAI_VOICE_ALIASES, SAMPLE_RATE_HZ, KokoroEngine, UnknownVoiceError
+from services.tts.engine import OPENAI_VOICE_ALIASES, SAMPLE_RATE_HZ, KokoroEngine, SegmentJob, UnknownVoiceError
+from services.tts.feed import FeedItem, SegmentFeed
 from services.tts.normalize import normalize_for_speech
-from services.tts.scheduler import QueueFullError, StreamTicket
+from services.tts.scheduler import QueueFullError
 from services.tts.schemas import GpuInfo, Health, Ready, SpeechRequest, VoiceInfo, VoicesResponse
 from services.tts.segmenter import split_text
 from shared.errors import APIError
@@ -179,25 +182,24 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         raise exc
     fmt = body.response_format
     segments = split_text(text, engine.settings.first_clause_chars, engine.settings.segment_max_chars)
-    ticket = StreamTicket()
-    futures: list[asyncio.Future[np.ndarray] | None] = []
+    feed = engine.feed(voice, body.speed)
+    items = [feed.add(seg, pause=i < len(segments) - 1) for i, seg in enumerate(segments)]
     try:
-        for i, seg in enumerate(segments):
-            futures.append(engine.submit_segment(seg, voice, body.speed, ticket, pause=i < len(segments) - 1)[1])
+        feed.admit()
     except QueueFullError as exc:
-        _cancel(futures)
+        feed.cancel()
         REQUESTS.labels("speech", "overloaded").inc()
         raise queue_full(exc) from exc
     headers = {"X-Sample-Rate": str(rate), "X-Audio-Format": fmt.value}
     started = time.perf_counter()
     if fmt in STREAMABLE:
         return StreamingResponse(
-            _stream_body(futures, fmt, rate, started), media_type=MEDIA_TYPES[fmt], headers=headers
+            _stream_body(feed, items, fmt, rate, started), media_type=MEDIA_TYPES[fmt], headers=headers
         )
     try:
-        parts = await _unless_disconnected(request, _gather(futures))
+        parts = await _unless_disconnected(request, _gather(feed, items))
     except asyncio.CancelledError:
-        _cancel(futures)
+        feed.cancel()
         CANCELLED.labels("speech").inc()
         raise
     audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
@@ -205,14 +207,8 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
     return Response(encode_whole(audio, fmt, rate), media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
-async def _gather(futures: list[asyncio.Future[np.ndarray] | None]) -> list[np.ndarray]:
-    return [await f for f in futures if f is not None]
-
-
-def _cancel(futures: list[asyncio.Future[np.ndarray] | None]) -> None:
-    for f in futures:
-        if f is not None:
-            f.cancel()
+async def _gather(feed: SegmentFeed[SegmentJob], items: list[FeedItem]) -> list[np.ndarray]:
+    return [await feed.result(item) for item in items if item.spoken]
 
 
 def _observe(started: float, samples: int, first_audio: float | None) -> None:
@@ -228,7 +224,7 @@ def _observe(started: float, samples: int, first_audio: float | None) -> None:
 
 
 async def _stream_body(
-    futures: list[asyncio.Future[np.ndarray] | None], fmt: AudioFormat, rate: int, started: float
+    feed: SegmentFeed[SegmentJob], items: list[FeedItem], fmt: AudioFormat, rate: int, started: float
 ) -> AsyncIterator[bytes]:
     """Yield each segment's encoded audio in order as soon as it is ready.
 
@@ -241,10 +237,10 @@ async def _stream_body(
     try:
         if fmt is AudioFormat.wav:
             yield streaming_wav_header(rate)
-        for fut in futures:
-            if fut is None:
+        for item in items:
+            if not item.spoken:
                 continue
-            audio = await fut
+            audio = await feed.result(item)
             samples += audio.size
             if audio.size:
                 if first is None:
@@ -254,7 +250,7 @@ async def _stream_body(
         _observe(started, samples, first)
     finally:
         if not finished:
-            _cancel(futures)
+            feed.cancel()
             CANCELLED.labels("speech").inc()
 
 

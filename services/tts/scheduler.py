@@ -13,6 +13,9 @@
   backend supports it; see :class:`services.tts.engine.Backend`).
 * Cancellation: a job whose future was cancelled (barge-in, client gone) is dropped when dequeued;
   a batch already on the accelerator finishes and its result is discarded.
+* The bound counts segments of every caller, so a long input is not submitted all at once:
+  :class:`services.tts.feed.SegmentFeed` keeps a few of its segments queued and waits
+  (:meth:`Scheduler.wait_for_room`) to submit the rest.
 """
 
 from __future__ import annotations
@@ -85,12 +88,29 @@ class Scheduler(Generic[P, R]):
         self._queue: asyncio.PriorityQueue[_Job[P]] = asyncio.PriorityQueue()
         self._seq = itertools.count()
         self._workers: list[asyncio.Task[None]] = []
+        self._room = asyncio.Event()
+        """Set whenever a job leaves the queue (wakes :meth:`wait_for_room`)."""
         self.inflight = 0
 
     @property
     def depth(self) -> int:
         """Jobs waiting (cancelled ones included until a worker drops them)."""
         return self._queue.qsize()
+
+    @property
+    def has_room(self) -> bool:
+        """Whether :meth:`submit` would accept one more job now."""
+        return self._queue.qsize() < self.max_queue
+
+    async def wait_for_room(self) -> None:
+        """Return once the queue has room for one more job (at once if it has now).
+
+        Several waiters may be woken by the same free slot: :meth:`submit` can still raise
+        :class:`QueueFullError` afterwards, so callers loop.
+        """
+        while not self.has_room:
+            self._room.clear()
+            await self._room.wait()
 
     def start(self) -> None:
         """Start the worker tasks on the running loop."""
@@ -105,6 +125,7 @@ class Scheduler(Generic[P, R]):
         self._workers = []
         while not self._queue.empty():
             self._queue.get_nowait().future.cancel()
+        self._room.set()
 
     def submit(self, payload: P, ticket: StreamTicket | None = None) -> asyncio.Future[R]:
         """Queue one job; return a future of its result (cancel it to drop the job).
@@ -112,7 +133,7 @@ class Scheduler(Generic[P, R]):
         Raises:
             QueueFullError: ``max_queue`` jobs are already waiting.
         """
-        if self._queue.qsize() >= self.max_queue:
+        if not self.has_room:
             raise QueueFullError(f"{self._queue.qsize()} syntheses are queued")
         ticket = ticket or StreamTicket()
         loop = asyncio.get_running_loop()
@@ -139,6 +160,7 @@ class Scheduler(Generic[P, R]):
         batch: list[_Job[P]] = []
         while not batch:
             job = await self._queue.get()
+            self._room.set()
             if not job.future.done():
                 batch.append(job)
         if self.max_batch > 1:
@@ -151,6 +173,7 @@ class Scheduler(Generic[P, R]):
                     await asyncio.sleep(min(remaining, 0.002))
                     continue
                 job = self._queue.get_nowait()
+                self._room.set()
                 if not job.future.done():
                     batch.append(job)
         return batch

@@ -46,8 +46,11 @@ Server → client:
 * ``{"type": "cancelled", "dropped": ["text not spoken", …]}`` — reply to ``cancel``; ``dropped`` lists
   queued segments whose audio was never sent (the buffered, unsegmented text is dropped too).
 * ``{"type": "error", "error": {"message", "type", "param", "code"}}`` — a bad message (invalid JSON,
-  unknown type, text over ``TTS_MAX_INPUT_CHARS``) or a segment refused because the server is
-  overloaded (``code: "overloaded"``, the segment is skipped). The connection stays open.
+  a JSON value that is not an object, unknown type, ``text`` that is not a string, a binary frame,
+  text over ``TTS_MAX_INPUT_CHARS``) or a segment refused because the server is overloaded
+  (``code: "overloaded"``, the segment is skipped; only when the queue is full and the connection
+  has nothing queued: later segments of a long text wait their turn, at most ``LOOKAHEAD_SEGMENTS``
+  of them queued at once). The connection stays open.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from services.tts.codecs import AudioFormat, encode_chunk, frame_align, pad_bytes
 from services.tts.engine import KokoroEngine, UnknownVoiceError
+from services.tts.feed import FeedItem
 from services.tts.routes import CANCELLED, REQUESTS, TTFA, queue_full, unknown_voice
-from services.tts.scheduler import QueueFullError, StreamTicket
+from services.tts.scheduler import QueueFullError
 from services.tts.segmenter import SentenceSplitter
 from shared.errors import APIError
 
@@ -75,14 +79,6 @@ log = logging.getLogger(__name__)
 ws_router = APIRouter()
 
 _RATES = (8000, 16000, 24000)
-
-
-@dataclass
-class _Segment:
-    text: str
-    spoken: str
-    future: asyncio.Future[np.ndarray] | None
-    submitted: float
 
 
 @dataclass
@@ -134,13 +130,13 @@ class _Session:
         self.engine = engine
         self.params = params
         self.splitter = SentenceSplitter(engine.settings.first_clause_chars, engine.settings.segment_max_chars)
-        self.ticket = StreamTicket()
-        self.outbox: asyncio.Queue[_Segment | _Flush] = asyncio.Queue()
+        self.feed = engine.feed(params.voice, params.speed)
+        self.outbox: asyncio.Queue[FeedItem | _Flush] = asyncio.Queue()
         self.send_lock = asyncio.Lock()
         self.segment_index = 0
         self.turn_segments = 0
         self.turn_started: float | None = None
-        self.current: _Segment | None = None
+        self.current: FeedItem | None = None
         """The segment the sender is waiting for or sending (not yet fully sent)."""
         self.sender = asyncio.create_task(self._send_loop())
 
@@ -152,18 +148,29 @@ class _Session:
         await self.send({"type": "error", **err.body()})
 
     def _queue(self, segments: list[str], last_unpaused: bool = False) -> list[APIError]:
-        errors = []
-        for i, seg in enumerate(segments):
-            pause = not (last_unpaused and i == len(segments) - 1)
-            try:
-                spoken, fut = self.engine.submit_segment(seg, self.params.voice, self.params.speed, self.ticket, pause)
-            except QueueFullError as exc:
-                errors.append(queue_full(exc))
-                continue
-            if self.turn_started is None:
-                self.turn_started = time.perf_counter()
-            self.outbox.put_nowait(_Segment(seg, spoken, fut, time.perf_counter()))
-        return errors
+        """Hand complete segments to the feed and the outbox.
+
+        Only when the connection had nothing waiting, queued or running and the queue is full now
+        are the segments refused (one ``overloaded`` error each, skipped); otherwise they wait
+        behind the connection's earlier segments, however many there are.
+        """
+        if not segments:
+            return []
+        was_idle = self.feed.idle
+        items = [
+            self.feed.add(seg, pause=not (last_unpaused and i == len(segments) - 1)) for i, seg in enumerate(segments)
+        ]
+        try:
+            self.feed.admit()
+        except QueueFullError as exc:
+            if was_idle:
+                self.feed.cancel()
+                return [queue_full(exc) for item in items if item.spoken]
+        if self.turn_started is None:
+            self.turn_started = time.perf_counter()
+        for item in items:
+            self.outbox.put_nowait(item)
+        return []
 
     async def on_text(self, text: str) -> None:
         limit = self.engine.settings.max_input_chars
@@ -198,10 +205,9 @@ class _Session:
         dropped = []
         while not self.outbox.empty():
             item = self.outbox.get_nowait()
-            if isinstance(item, _Segment):
-                if item.future is not None:
-                    item.future.cancel()
+            if isinstance(item, FeedItem):
                 dropped.append(item.text)
+        self.feed.cancel()
         return dropped
 
     async def close(self) -> None:
@@ -218,13 +224,14 @@ class _Session:
                 self.turn_segments = 0
                 self.turn_started = None
                 continue
-            if item.future is None:
+            if not item.spoken:
                 continue
             self.current = item
             try:
-                audio = await item.future
+                audio = await self.feed.result(item)
             except asyncio.CancelledError:
-                item.future.cancel()
+                if item.future is not None:
+                    item.future.cancel()
                 raise
             except Exception as exc:  # a failed synthesis skips its segment, the stream goes on
                 log.exception("synthesis of %r failed", item.spoken)
@@ -237,7 +244,7 @@ class _Session:
                 await self._send_audio(item, audio)
             self.current = None
 
-    async def _send_audio(self, seg: _Segment, audio: np.ndarray) -> None:
+    async def _send_audio(self, seg: FeedItem, audio: np.ndarray) -> None:
         p = self.params
         data = pad_bytes(encode_chunk(frame_align(audio), p.fmt, p.sample_rate), p.fmt, p.sample_rate)
         width = 1 if p.fmt is AudioFormat.mulaw else 2
@@ -286,25 +293,36 @@ async def speech_stream(ws: WebSocket) -> None:
     )
     try:
         while True:
-            raw = await ws.receive_text()
-            try:
-                msg = json.loads(raw)
-                kind = msg.get("type") if isinstance(msg, dict) else None
-            except json.JSONDecodeError:
-                kind, msg = None, {}
-            if kind == "text" and isinstance(msg.get("text"), str):
-                await session.on_text(msg["text"])
-            elif kind == "flush":
-                await session.on_flush()
-            elif kind == "cancel":
-                await session.on_cancel()
-            else:
+            frame = await ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                break
+            raw = frame.get("text")
+            if raw is None:  # a binary frame: not part of this protocol, but no reason to hang up
                 await session.error(
-                    APIError(
-                        400, "expected a JSON object with type text|flush|cancel", param="type", code="bad_message"
-                    )
+                    APIError(400, "binary frames are not accepted; send JSON text frames", code="bad_message")
                 )
+                continue
+            await _dispatch(session, raw)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         await session.close()
+
+
+async def _dispatch(session: _Session, raw: str) -> None:
+    """Handle one text frame; anything but a JSON object of a known ``type`` gets an error reply."""
+    try:
+        msg = json.loads(raw)
+    except json.JSONDecodeError:
+        msg = None
+    kind = msg.get("type") if isinstance(msg, dict) else None
+    if kind == "text" and isinstance(msg, dict) and isinstance(msg.get("text"), str):
+        await session.on_text(msg["text"])
+    elif kind == "flush":
+        await session.on_flush()
+    elif kind == "cancel":
+        await session.on_cancel()
+    else:
+        await session.error(
+            APIError(400, "expected a JSON object with type text|flush|cancel", param="type", code="bad_message")
+        )

@@ -72,3 +72,26 @@ def test_splitter_cuts_run_on_text() -> None:
     assert len(segments) > 1
     assert all(len(s) <= 120 for s in segments)
     assert " ".join(segments).split() == ["word"] * 200
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("1" * 307, " ".join(["one"] * 307)),  # num2words raised OverflowError from 307 digits
+        ("Card 4111111111111111", "Card four one one one one one one one one one one one one one one one"),
+        ("$" + "2" * 20, " ".join(["two"] * 20) + " dollars"),
+        ("1" * 20 + "th", " ".join(["one"] * 20)),
+        (
+            "999999999999999",
+            "nine hundred ninety-nine trillion nine hundred ninety-nine billion nine hundred "
+            "ninety-nine million nine hundred ninety-nine thousand nine hundred ninety-nine",
+        ),
+    ],
+)
+def test_long_numbers_are_read_digit_by_digit(text: str, spoken: str) -> None:
+    assert normalize_for_speech(text) == spoken
+
+
+def test_normalize_never_raises_on_huge_numbers() -> None:
+    for text in ("9" * 5000, "$" + "9" * 5000 + ".99", "9" * 5000 + "%", "9" * 5000 + "th", "-" + "9" * 400):
+        assert normalize_for_speech(text).count("nine") >= 400
