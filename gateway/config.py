@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +13,32 @@ from gateway.interruptions import DEFAULT_BACKCHANNELS
 from services.llm.config import DEFAULT_MODEL_ID
 from shared.config import PROJECT_ROOT, ServiceSettings
 
-PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "placeholder", "secret", "xxx"}
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "placeholder", "secret", "xxx", "your_auth_token", "password"}
+PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "placeholder", "your_", "your-", "<your", "example")
+"""Text no real secret contains (copied examples: ``your_auth_token``, ``changeme-please``…)."""
+MIN_SECRET_CHARS = 16
+"""Shortest admin key / webhook secret accepted in production (``openssl rand -hex 16`` gives 32)."""
+MIN_DISTINCT_CHARS = 6
+"""A production secret has at least this many different characters (refuses ``aaaaaaaaaaaaaaaa``)."""
+_TWILIO_TOKEN = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def _weakness(value: str, min_chars: int = MIN_SECRET_CHARS) -> str | None:
+    """Why ``value`` is not a production secret (``None``: it is acceptable).
+
+    A length and variety floor, not a deny-list alone: ``a`` and ``aaaaaaaaaaaaaaaa`` are refused
+    as well as ``changeme``. A random hex or base64 key of the minimum length passes.
+    """
+    if value.strip().lower() in PLACEHOLDER_SECRETS:
+        return "is empty or a placeholder"
+    if len(value) < min_chars:
+        return f"is {len(value)} characters long; at least {min_chars} are required"
+    if len(set(value)) < MIN_DISTINCT_CHARS:
+        return f"has fewer than {MIN_DISTINCT_CHARS} different characters"
+    if any(word in value.lower() for word in PLACEHOLDER_WORDS):
+        return "looks like a copied example value"
+    return None
+
 
 BUSINESS_FACTS = (
     "Business: Acme Plumbing, a family plumbing company in Springfield.\n"
@@ -208,13 +234,44 @@ class GatewaySettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> GatewaySettings:
-        if self.environment == "production":
-            token = self.twilio_auth_token.get_secret_value().strip().lower()
-            if token in PLACEHOLDER_SECRETS:
-                raise ValueError("GATEWAY_TWILIO_AUTH_TOKEN must be set to the real token in production")
-            admin_key = self.admin_api_key.get_secret_value().strip().lower()
-            if self.database_enabled and admin_key in PLACEHOLDER_SECRETS:
-                raise ValueError("GATEWAY_ADMIN_API_KEY must be set to a real key in production")
+        """In ``production``, refuse secrets an attacker could guess; development keeps its empty defaults.
+
+        * ``GATEWAY_TWILIO_AUTH_TOKEN``: required, exactly 32 hex characters (the form of every
+          Twilio auth token), so ``your_auth_token`` or a shortened token cannot slip through and
+          turn signature validation into a check against a known key.
+        * ``GATEWAY_ADMIN_API_KEY``: required with the database (the admin API exists then), and
+          whenever set at least 16 characters, 6 of them different, no example text.
+        * ``GATEWAY_WEBHOOK_SECRET``: required when ``GATEWAY_WEBHOOK_URL`` is set with the database
+          on (the outbox signs with it; unsigned events would let anyone forge calls to the
+          receiver); whenever set, the same floor as the admin key. Without the database the
+          settings-only sender does not sign, so the secret is not demanded there.
+
+        Raises:
+            ValueError: naming the environment variable and what is wrong with it.
+        """
+        if self.environment.strip().lower() == "production":
+            token = self.twilio_auth_token.get_secret_value().strip()
+            if not _TWILIO_TOKEN.fullmatch(token) or len(set(token.lower())) < MIN_DISTINCT_CHARS:
+                raise ValueError(
+                    "GATEWAY_TWILIO_AUTH_TOKEN must be the real Twilio auth token in production "
+                    "(32 hex characters, from the Twilio console)"
+                )
+            secrets = {
+                "GATEWAY_ADMIN_API_KEY": (self.admin_api_key.get_secret_value(), self.database_enabled),
+                "GATEWAY_WEBHOOK_SECRET": (
+                    self.webhook_secret.get_secret_value(),
+                    self.database_enabled and bool(self.webhook_url),
+                ),
+            }
+            for env_var, (value, required) in secrets.items():
+                if not value and not required:
+                    continue
+                reason = _weakness(value)
+                if reason is not None:
+                    raise ValueError(
+                        f"{env_var} {reason} in production: use a random value of at least "
+                        f"{MIN_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`)"
+                    )
         if self.vad_model_path is not None and not Path(self.vad_model_path).is_file():
             raise ValueError(f"GATEWAY_VAD_MODEL_PATH {self.vad_model_path!r} does not exist")
         return self

@@ -4,8 +4,10 @@
 
 * ``profile_for`` resolves the called number's agent (greeting, prompt + business facts, voice,
   global + agent corrections, transfer number, webhook) or, for an unknown number, the default
-  agent / the settings agent / a polite rejection (``GATEWAY_UNKNOWN_NUMBER_POLICY``). The call row
-  and its ``call.started`` event are written in the background, off the greeting's path.
+  agent / the settings agent / a polite rejection (``GATEWAY_UNKNOWN_NUMBER_POLICY``), from a
+  number → agent map read in one go and cached for a few seconds (a burst of call starts makes
+  one read, not one each). The call row and its ``call.started`` event are written in the
+  background, off the greeting's path.
 * ``call_ended`` writes the recording WAV, then in one transaction the call, its turns and the
   ``call.completed`` event (held until the extraction is stored when extraction is on).
 
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +34,11 @@ import httpx
 
 from gateway.config import GatewaySettings
 from gateway.db.calls import CallRepo
-from gateway.db.corrections import RuleCorrections
+from gateway.db.corrections import Rule, RuleCorrections
 from gateway.db.engine import Database
 from gateway.db.models import Agent, from_unix
 from gateway.db.outbox_repo import OutboxRepo
-from gateway.db.repos import AgentRepo, CorrectionRepo, NumberRepo
+from gateway.db.repos import AgentRepo, CorrectionRepo
 from gateway.extraction import Extractor
 from gateway.hooks import AgentProfile, CallSummary
 from gateway.metrics import ERRORS
@@ -47,6 +50,15 @@ log = logging.getLogger(__name__)
 _SAFE_SID = re.compile(r"[^A-Za-z0-9_.-]")
 STORE_ATTEMPTS = 3
 """Tries to store a finished call (0.5 s, then 1 s apart) before giving up (the turns stay in Redis)."""
+PROFILE_CACHE_TTL_S = 5.0
+"""How long the number → agent map read from the database answers calls before it is read again
+(admin changes made through this gateway are seen at once; other gateways see them within this)."""
+LOOKUP_ATTEMPTS = 2
+"""Reads of the map per refresh when the database errors (0.2 s apart), within the lookup timeout."""
+UNAVAILABLE_MESSAGE = (
+    "Sorry, we're having trouble answering calls right now. Please call back in a few minutes. Goodbye."
+)
+"""Spoken when the number's agent cannot be looked up and no earlier answer for it is known."""
 
 
 def render_prompt(system_prompt: str, facts: dict[str, Any]) -> str:
@@ -75,6 +87,26 @@ class WebhookRoute:
     events: tuple[str, ...]
 
 
+Answer = tuple[AgentProfile, WebhookRoute | None]
+"""Who answers a call and where its events go."""
+
+
+@dataclass(frozen=True)
+class _Directory:
+    """Every number's answer, read in one transaction: the number → agent profile map."""
+
+    numbers: dict[str, Answer]
+    unknown: Answer
+    """The answer for a number no agent owns (default agent, settings agent or rejection)."""
+    loaded_at: float
+    """``time.monotonic()`` when the read began."""
+    generation: int
+    """:attr:`DatabaseHooks.invalidate` count when the read began (older: read again)."""
+
+    def answer(self, to: str | None) -> Answer:
+        return self.numbers.get(to, self.unknown) if to else self.unknown
+
+
 class DatabaseHooks:
     """:class:`~gateway.hooks.CallHooks` backed by the database and the outbox.
 
@@ -83,7 +115,9 @@ class DatabaseHooks:
         db: the database.
         dispatcher: woken after events are written (``None``: events wait for the next poll).
         worker: woken after a call needs extraction.
-        lookup_timeout_s: how long resolving a number may take before the settings agent answers.
+        lookup_timeout_s: how long resolving a number may take before the fallback answers
+            (see :meth:`profile_for`).
+        cache_ttl_s: how long the number → agent map answers calls before it is read again.
     """
 
     def __init__(
@@ -93,12 +127,18 @@ class DatabaseHooks:
         dispatcher: OutboxDispatcher | None = None,
         worker: PostCallWorker | None = None,
         lookup_timeout_s: float = 3.0,
+        cache_ttl_s: float = PROFILE_CACHE_TTL_S,
     ) -> None:
         self.settings = settings
         self.db = db
         self.dispatcher = dispatcher
         self.worker = worker
         self.lookup_timeout_s = lookup_timeout_s
+        self.cache_ttl_s = cache_ttl_s
+        self._directory: _Directory | None = None
+        self._generation = 0
+        self._loading: asyncio.Task[_Directory] | None = None
+        self._loading_generation = -1
         self._starts: dict[str, asyncio.Task[None]] = {}
         self._routes: dict[str, WebhookRoute | None] = {}
         self._secret = settings.webhook_secret.get_secret_value() or None
@@ -128,6 +168,37 @@ class DatabaseHooks:
             webhook_url=agent.webhook_url,
         )
 
+    def unavailable_profile(self) -> AgentProfile:
+        """The polite rejection for a call whose agent cannot be looked up: "please call back".
+
+        Not the settings agent nor the default agent: the number may belong to any business, and a
+        caller greeted in another business's name is misled (and that business's owner never hears
+        of the call), while a caller told to call back in a few minutes usually does.
+        """
+        s = self.settings
+        return AgentProfile(
+            greeting=UNAVAILABLE_MESSAGE,
+            system_prompt="",
+            voice=s.voice,
+            corrections=RuleCorrections(),
+            name="unavailable",
+            reject_message=UNAVAILABLE_MESSAGE,
+        )
+
+    def invalidate(self, numbers: Iterable[str] = ()) -> None:
+        """Forget the cached number → agent map: the next call reads it again (the admin API calls this).
+
+        Args:
+            numbers: numbers whose owner may have changed (moved, unmapped, agent deleted); their
+                cached answers are not used as a fallback any more either. Other answers stay
+                available as the fallback of a failed read (same business, older details).
+        """
+        self._generation += 1
+        gone = set(numbers)
+        if gone and self._directory is not None:
+            kept = {n: a for n, a in self._directory.numbers.items() if n not in gone}
+            self._directory = dataclasses.replace(self._directory, numbers=kept)
+
     async def resolve(self, to: str | None) -> AgentProfile:
         """The profile answering calls to ``to`` (no call is recorded). Used by ``/v1/pipeline`` too.
 
@@ -136,21 +207,82 @@ class DatabaseHooks:
         """
         return (await self._resolve(to))[0]
 
-    async def _resolve(self, to: str | None) -> tuple[AgentProfile, WebhookRoute | None]:
-        """The profile for ``to`` and where its events go (one read transaction)."""
+    async def _resolve(self, to: str | None) -> Answer:
+        """The profile for ``to`` and where its events go, from the map (read again when stale).
+
+        Raises:
+            Exception: the map had to be read and the database failed (twice).
+        """
+        directory = self._directory
+        fresh = (
+            directory is not None
+            and directory.generation == self._generation
+            and time.monotonic() - directory.loaded_at < self.cache_ttl_s
+        )
+        if not fresh:
+            directory = await self._refresh()
+        assert directory is not None
+        return directory.answer(to)
+
+    async def _refresh(self) -> _Directory:
+        """Read the map once for everyone waiting (single flight), shielded from their timeouts."""
+        task = self._loading
+        if task is None or task.done() or self._loading_generation != self._generation:
+            task = asyncio.create_task(self._load(self._generation), name="agent-map")
+            task.add_done_callback(_consume_exception)  # nobody may be waiting any more
+            self._loading, self._loading_generation = task, self._generation
+        # shield: a slow read finishes in the background (its connection goes back to the pool
+        # cleanly, and the calls after it get a fresh map) while these calls go on with the fallback.
+        return await asyncio.shield(task)
+
+    async def _load(self, generation: int) -> _Directory:
+        for attempt in range(1, LOOKUP_ATTEMPTS + 1):
+            try:
+                directory = await self._read_directory(generation)
+                break
+            except Exception as exc:
+                if attempt == LOOKUP_ATTEMPTS:
+                    raise
+                log.warning("reading the agents failed (%r), retrying", exc)
+                await asyncio.sleep(0.2)
+        if generation == self._generation:  # not invalidated while reading
+            self._directory = directory
+        return directory
+
+    async def _read_directory(self, generation: int) -> _Directory:
+        """Every number's answer in one read transaction (agents with their numbers, all corrections)."""
+        loaded_at = time.monotonic()
         async with self.db.sessions() as s:
-            agent = await NumberRepo(s).agent_for(to) if to else None
-            if agent is None and self.settings.unknown_number_policy == "default":
-                agent = await AgentRepo(s).default()
-            rules = await CorrectionRepo(s).rules_for(agent.id if agent else None)
-        if agent is not None:
-            route = (
-                WebhookRoute(agent.webhook_url, agent.webhook_secret, tuple(agent.webhook_events or ()))
-                if agent.webhook_url
-                else None
-            )
-            return self._agent_profile(agent, RuleCorrections(rules)), route
-        corrections = RuleCorrections.from_table(self.settings.corrections, rules)
+            agents = await AgentRepo(s).all()
+            rows = await CorrectionRepo(s).all()
+        global_rules = [Rule(r.pattern, r.replacement, r.is_regex) for r in rows if r.agent_id is None]
+        own: dict[int, list[Rule]] = {}
+        for r in rows:
+            if r.agent_id is not None:
+                own.setdefault(r.agent_id, []).append(Rule(r.pattern, r.replacement, r.is_regex))
+        default = min((a for a in agents if a.is_default), key=lambda a: a.id, default=None)
+        if self.settings.unknown_number_policy != "default":
+            default = None
+        answers: dict[int, Answer] = {}
+        for agent in agents:
+            if agent.numbers or agent is default:  # only agents a call can reach
+                # global rules first: the agent's own override a global literal with the same pattern
+                corrections = RuleCorrections([*global_rules, *own.get(agent.id, [])], skip_invalid=True)
+                answers[agent.id] = self._agent_answer(agent, corrections)
+        numbers = {n.number: answers[agent.id] for agent in agents for n in agent.numbers}
+        unknown = answers[default.id] if default is not None else self._unknown_answer(global_rules)
+        return _Directory(numbers, unknown, loaded_at, generation)
+
+    def _agent_answer(self, agent: Agent, corrections: RuleCorrections) -> Answer:
+        route = (
+            WebhookRoute(agent.webhook_url, agent.webhook_secret, tuple(agent.webhook_events or ()))
+            if agent.webhook_url
+            else None
+        )
+        return self._agent_profile(agent, corrections), route
+
+    def _unknown_answer(self, global_rules: list[Rule]) -> Answer:
+        corrections = RuleCorrections.from_table(self.settings.corrections, global_rules, skip_invalid=True)
         if self.settings.unknown_number_policy == "reject":
             rejected = AgentProfile(
                 greeting=self.settings.reject_message,
@@ -183,19 +315,27 @@ class DatabaseHooks:
 
     # ---- CallHooks -------------------------------------------------------------------
     async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
-        """The agent for ``to``; never raises (a database failure answers with the settings agent)."""
+        """The agent for ``to``; never raises, and never answers as another business.
+
+        The answer comes from the cached number → agent map (:data:`PROFILE_CACHE_TTL_S`, dropped by
+        :meth:`invalidate`); when it must be read, one read serves every call waiting. A read that
+        fails is retried once; one that fails again or outlasts ``lookup_timeout_s`` (it goes on in
+        the background for later calls) leaves the call with, in this order:
+
+        1. the number's last known agent: a business owner prefers their own agent with details
+           a few seconds or minutes old to a lost call (likewise the settings/default agent when
+           the database maps no number at all: it is the only business);
+        2. else :meth:`unavailable_profile`, a polite "please call back" that ends the call. Not
+           the settings agent, nor the default agent: we cannot tell whose number this is, and a
+           caller greeted as another business is worse off than one asked to call back.
+        """
         started_at = time.time()
-        lookup = asyncio.ensure_future(self._resolve(to))
         try:
-            # shield: a slow lookup finishes in the background (its connection goes back to the pool
-            # cleanly) while the call goes on with the settings agent.
             async with asyncio.timeout(self.lookup_timeout_s):
-                profile, route = await asyncio.shield(lookup)
+                profile, route = await self._resolve(to)
         except Exception as exc:
             ERRORS.labels("database").inc()
-            log.error("call %s: agent lookup for %s failed (%r); the settings agent answers", call_sid, to, exc)
-            profile = self.settings_profile()
-            route = self._settings_route(profile)
+            profile, route = self._fallback(call_sid, to, exc)
         self._routes[call_sid] = route
         task = asyncio.create_task(
             self._record_start(call_sid, from_, to, profile, route, started_at), name=f"call-start-{call_sid}"
@@ -203,6 +343,23 @@ class DatabaseHooks:
         self._starts[call_sid] = task
         task.add_done_callback(lambda t: self._starts.pop(call_sid) if self._starts.get(call_sid) is t else None)
         return profile
+
+    def _fallback(self, call_sid: str, to: str, exc: BaseException) -> Answer:
+        """The answer when the lookup failed: the number's last known agent, else "please call back"."""
+        known = self._directory
+        if to and known is not None and to in known.numbers:
+            age_s = time.monotonic() - known.loaded_at
+            log.error(
+                "call %s: agent lookup for %s failed (%r); its agent read %.0f s ago answers", call_sid, to, exc, age_s
+            )
+            return known.numbers[to]
+        if known is not None and not known.numbers and known.generation == self._generation:
+            # No number has an agent in the database (and none was added since): the answer for
+            # every number is the one business there is, so it is no other business's.
+            log.error("call %s: agent lookup for %s failed (%r); the only agent answers", call_sid, to, exc)
+            return known.unknown
+        log.error("call %s: agent lookup for %s failed (%r); the caller is asked to call back", call_sid, to, exc)
+        return self.unavailable_profile(), None
 
     async def _safe_route(self, profile: AgentProfile) -> WebhookRoute | None:
         try:
@@ -347,9 +504,16 @@ class DatabaseHooks:
         return len(self._routes)
 
     async def drain(self, timeout_s: float = 5.0) -> None:
-        """Wait (bounded) for call-start writes in flight."""
-        if self._starts:
-            await asyncio.wait(list(self._starts.values()), timeout=timeout_s)
+        """Wait (bounded) for call-start writes and an agent lookup in flight."""
+        pending = [*self._starts.values(), *([self._loading] if self._loading is not None else [])]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+
+
+def _consume_exception(task: asyncio.Task[Any]) -> None:
+    """Retrieve a finished task's exception (already logged by whoever awaited it, if anyone)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _wait_event(event: asyncio.Event, timeout_s: float) -> None:

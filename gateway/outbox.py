@@ -169,7 +169,7 @@ class OutboxDispatcher:
 
     async def _deliver(self, row: OutboxEvent) -> None:
         async with self._sem:
-            attempt = row.attempts + 1
+            attempt = row.attempts  # counted by the claim, already committed (see OutboxRepo.claim)
             body = row.body.encode()
             ts = int(time.time())
             headers = {

@@ -58,6 +58,10 @@ class Media:
     sequence_number: int = 0
 
 
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+"""The keys a ``dtmf`` event may carry (a telephone keypad plus the A-D column); one per event."""
+
+
 @dataclass(frozen=True, slots=True)
 class Dtmf:
     """A keypad digit pressed by the caller."""
@@ -197,7 +201,12 @@ def parse_event(raw: str | bytes) -> Event | None:
             )
         if kind == "dtmf":
             d = msg["dtmf"]
-            return Dtmf(stream_sid=str(sid), digit=str(d["digit"]), track=str(d.get("track", "")), sequence_number=seq)
+            digit = d["digit"]
+            if not isinstance(digit, str) or len(digit) != 1 or digit not in DTMF_DIGITS:
+                # The digit reaches the LLM prompt: anything but one keypad key is refused here.
+                log.warning("twilio: skipped a dtmf frame with an invalid digit %.20r", digit)
+                return None
+            return Dtmf(stream_sid=str(sid), digit=digit, track=str(d.get("track", "")), sequence_number=seq)
         if kind == "mark":
             return MarkEcho(stream_sid=str(sid), name=str(msg["mark"]["name"]), sequence_number=seq)
         if kind == "stop":

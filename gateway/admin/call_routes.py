@@ -1,4 +1,9 @@
-"""Admin API: calls with transcript, extraction, webhook deliveries and the recording."""
+"""Admin API: calls with transcript, extraction, webhook deliveries and the recording.
+
+A call SID is whatever the stream's ``start`` frame carried, so it may contain ``/``: the routes
+take it as ``{call_sid:path}`` (the page sends it URL-encoded) and a sid ending in one of the
+sub-resource names below resolves to that sub-resource, never to another call.
+"""
 
 from __future__ import annotations
 
@@ -57,27 +62,13 @@ async def list_calls(
         return CallPage(items=[call_out(c) for c in rows], total=total, limit=limit, offset=offset)
 
 
-@router.get("/calls/{call_sid}", response_model=CallDetail)
-async def get_call(call_sid: str, request: Request) -> CallDetail:
-    """A call with its transcript, extraction and webhook deliveries."""
-    call = await _call(request, call_sid)
-    async with transaction(request) as s:
-        events = await OutboxRepo(s).for_call(call_sid)
-    return CallDetail(
-        **call_out(call).model_dump(),
-        turns=[TurnOut.model_validate(t) for t in call.turns],
-        extraction=ExtractionOut.model_validate(call.extraction) if call.extraction else None,
-        webhooks=[WebhookEventOut.model_validate(e) for e in events],
-    )
-
-
-@router.get("/calls/{call_sid}/transcript", response_model=list[TurnOut])
+@router.get("/calls/{call_sid:path}/transcript", response_model=list[TurnOut])
 async def get_transcript(call_sid: str, request: Request) -> list[TurnOut]:
     """The call's turns in order."""
     return [TurnOut.model_validate(t) for t in (await _call(request, call_sid)).turns]
 
 
-@router.get("/calls/{call_sid}/extraction", response_model=ExtractionOut)
+@router.get("/calls/{call_sid:path}/extraction", response_model=ExtractionOut)
 async def get_extraction(call_sid: str, request: Request) -> ExtractionOut:
     """The post-call extraction (404 until it exists)."""
     call = await _call(request, call_sid)
@@ -86,7 +77,7 @@ async def get_extraction(call_sid: str, request: Request) -> ExtractionOut:
     return ExtractionOut.model_validate(call.extraction)
 
 
-@router.post("/calls/{call_sid}/extraction", status_code=202)
+@router.post("/calls/{call_sid:path}/extraction", status_code=202)
 async def rerun_extraction(call_sid: str, request: Request) -> dict[str, str]:
     """Run the extraction again (in the background; already-sent webhooks are not re-sent)."""
     async with transaction(request) as s:
@@ -103,7 +94,7 @@ async def rerun_extraction(call_sid: str, request: Request) -> dict[str, str]:
     return {"status": "pending"}
 
 
-@router.get("/calls/{call_sid}/webhooks", response_model=list[WebhookEventOut])
+@router.get("/calls/{call_sid:path}/webhooks", response_model=list[WebhookEventOut])
 async def get_webhooks(call_sid: str, request: Request) -> list[WebhookEventOut]:
     """The call's webhook events and every delivery attempt."""
     await _call(request, call_sid)
@@ -133,7 +124,7 @@ async def webhook_stats(request: Request) -> dict[str, int]:
 
 
 @router.get(
-    "/calls/{call_sid}/recording",
+    "/calls/{call_sid:path}/recording",
     response_class=FileResponse,
     responses={200: {"content": {"audio/wav": {}}, "description": "8 kHz mono PCM16 WAV, both sides mixed"}},
 )
@@ -147,4 +138,19 @@ async def get_recording(call_sid: str, request: Request) -> FileResponse:
     path = (Path(settings.data_dir) / call.recording_path).resolve()
     if not path.is_relative_to(base) or not path.is_file():
         raise HTTPException(status_code=404, detail=f"recording of {call_sid} is missing")
-    return FileResponse(path, media_type="audio/wav", filename=f"{call_sid}.wav")
+    return FileResponse(path, media_type="audio/wav", filename=path.name)
+
+
+# Last: ``{call_sid:path}`` also matches ``CA…/transcript``, so the routes above must be tried first.
+@router.get("/calls/{call_sid:path}", response_model=CallDetail)
+async def get_call(call_sid: str, request: Request) -> CallDetail:
+    """A call with its transcript, extraction and webhook deliveries."""
+    call = await _call(request, call_sid)
+    async with transaction(request) as s:
+        events = await OutboxRepo(s).for_call(call_sid)
+    return CallDetail(
+        **call_out(call).model_dump(),
+        turns=[TurnOut.model_validate(t) for t in call.turns],
+        extraction=ExtractionOut.model_validate(call.extraction) if call.extraction else None,
+        webhooks=[WebhookEventOut.model_validate(e) for e in events],
+    )

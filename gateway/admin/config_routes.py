@@ -1,12 +1,19 @@
-"""Admin API: agents, phone numbers and keyword corrections (CRUD)."""
+"""Admin API: agents, phone numbers and keyword corrections (CRUD).
+
+Every write tells the gateway's call hooks (:meth:`~gateway.lifecycle.DatabaseHooks.invalidate`),
+so the next call reads the number → agent map again instead of the cached one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.admin.auth import require_admin, transaction
 from gateway.admin.schemas import (
@@ -63,6 +70,24 @@ def _invalid(field: str, exc: Exception) -> RequestValidationError:
     return RequestValidationError([{"loc": ("body", field), "msg": str(exc), "type": "value_error"}])
 
 
+@asynccontextmanager
+async def change(request: Request, moved: set[str] | None = None) -> AsyncIterator[AsyncSession]:
+    """A write transaction on agents, numbers or corrections; afterwards (committed or not) the
+    gateway's cached number → agent map is dropped.
+
+    Args:
+        moved: filled in by the caller with the numbers whose agent may change (mapped, re-mapped,
+            unmapped, agent deleted): their cached answers stop serving as a fallback too.
+    """
+    try:
+        async with transaction(request) as s:
+            yield s
+    finally:
+        hooks = getattr(getattr(request.app.state, "db_runtime", None), "hooks", None)
+        if hooks is not None:
+            hooks.invalidate(moved or ())
+
+
 # ---- agents ----------------------------------------------------------------------------
 @router.get("/agents", response_model=list[AgentOut], tags=["agents"])
 async def list_agents(request: Request) -> list[AgentOut]:
@@ -75,7 +100,7 @@ async def list_agents(request: Request) -> list[AgentOut]:
 async def create_agent(body: AgentIn, request: Request) -> AgentOut:
     """Create an agent (409 if the name is taken)."""
     try:
-        async with transaction(request) as s:
+        async with change(request) as s:
             return agent_out(await AgentRepo(s).create(**_agent_fields(body, unset=False)))
     except Conflict as exc:
         raise _conflict(exc) from exc
@@ -95,7 +120,7 @@ async def get_agent(agent_id: int, request: Request) -> AgentOut:
 async def update_agent(agent_id: int, body: AgentPatch, request: Request) -> AgentOut:
     """Change some fields of an agent."""
     try:
-        async with transaction(request) as s:
+        async with change(request) as s:
             repo = AgentRepo(s)
             agent = await repo.get(agent_id)
             if agent is None:
@@ -108,11 +133,13 @@ async def update_agent(agent_id: int, body: AgentPatch, request: Request) -> Age
 @router.delete("/agents/{agent_id}", status_code=204, tags=["agents"])
 async def delete_agent(agent_id: int, request: Request) -> Response:
     """Delete an agent with its numbers and corrections (its calls stay)."""
-    async with transaction(request) as s:
+    moved: set[str] = set()
+    async with change(request, moved) as s:
         repo = AgentRepo(s)
         agent = await repo.get(agent_id)
         if agent is None:
             raise HTTPException(status_code=404, detail=f"no agent {agent_id}")
+        moved.update(n.number for n in agent.numbers)
         await repo.delete(agent)
     return Response(status_code=204)
 
@@ -129,7 +156,7 @@ async def list_numbers(request: Request, agent_id: int | None = None) -> list[Nu
 async def create_number(body: NumberIn, request: Request) -> NumberOut:
     """Map an E.164 number to an agent (409 if already mapped, 422 if the agent does not exist)."""
     try:
-        async with transaction(request) as s:
+        async with change(request, {body.number}) as s:
             return NumberOut.model_validate(await NumberRepo(s).create(body.number, body.agent_id, body.label))
     except Conflict as exc:
         raise _conflict(exc) from exc
@@ -150,13 +177,15 @@ async def get_number(number_id: int, request: Request) -> NumberOut:
 @router.patch("/numbers/{number_id}", response_model=NumberOut, tags=["numbers"])
 async def update_number(number_id: int, body: NumberPatch, request: Request) -> NumberOut:
     """Re-map or relabel a number."""
+    moved: set[str] = set()
     try:
-        async with transaction(request) as s:
+        async with change(request, moved) as s:
             repo = NumberRepo(s)
             row = await repo.get(number_id)
             if row is None:
                 raise HTTPException(status_code=404, detail=f"no number {number_id}")
             fields = body.model_dump(exclude_unset=True)
+            moved.update(n for n in (row.number, fields.get("number")) if n)
             for name in ("number", "agent_id"):
                 if name in fields and fields[name] is None:
                     raise _invalid(name, ValueError(f"{name} cannot be null"))
@@ -170,11 +199,13 @@ async def update_number(number_id: int, body: NumberPatch, request: Request) -> 
 @router.delete("/numbers/{number_id}", status_code=204, tags=["numbers"])
 async def delete_number(number_id: int, request: Request) -> Response:
     """Unmap a number."""
-    async with transaction(request) as s:
+    moved: set[str] = set()
+    async with change(request, moved) as s:
         repo = NumberRepo(s)
         row = await repo.get(number_id)
         if row is None:
             raise HTTPException(status_code=404, detail=f"no number {number_id}")
+        moved.add(row.number)
         await repo.delete(row)
     return Response(status_code=204)
 
@@ -195,7 +226,7 @@ async def list_corrections(
 async def create_correction(body: CorrectionIn, request: Request) -> CorrectionOut:
     """Add a rule (global without ``agent_id``); a regex must compile (422 otherwise)."""
     try:
-        async with transaction(request) as s:
+        async with change(request) as s:
             row = await CorrectionRepo(s).create(body.pattern, body.replacement, body.is_regex, body.agent_id)
             return CorrectionOut.model_validate(row)
     except NotFound as exc:
@@ -206,7 +237,7 @@ async def create_correction(body: CorrectionIn, request: Request) -> CorrectionO
 async def update_correction(rule_id: int, body: CorrectionPatch, request: Request) -> CorrectionOut:
     """Change a rule; the result is validated as a whole (a regex must still compile)."""
     try:
-        async with transaction(request) as s:
+        async with change(request) as s:
             repo = CorrectionRepo(s)
             row = await repo.get(rule_id)
             if row is None:
@@ -232,7 +263,7 @@ async def update_correction(rule_id: int, body: CorrectionPatch, request: Reques
 @router.delete("/corrections/{rule_id}", status_code=204, tags=["corrections"])
 async def delete_correction(rule_id: int, request: Request) -> Response:
     """Remove a rule."""
-    async with transaction(request) as s:
+    async with change(request) as s:
         repo = CorrectionRepo(s)
         row = await repo.get(rule_id)
         if row is None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from gateway.db.corrections import check_replacement, compile_regex_rule
+from gateway.db.corrections import validate_regex_rule
 
 E164 = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+[1-9]\d{1,14}$")]
 """A phone number in E.164: ``+`` and up to 15 digits (``+15550100002``)."""
@@ -127,7 +127,8 @@ class NumberOut(BaseModel):
 
 
 class CorrectionIn(_In):
-    """A keyword correction: global without ``agent_id``; ``is_regex`` patterns must compile."""
+    """A keyword correction: global without ``agent_id``; ``is_regex`` patterns must compile and be fast
+    (no catastrophic backtracking, see :func:`~gateway.db.corrections.validate_regex_rule`)."""
 
     pattern: str = Field(..., min_length=1, max_length=500)
     replacement: str = Field(..., max_length=500)
@@ -139,7 +140,7 @@ class CorrectionIn(_In):
         if not self.pattern.strip():
             raise ValueError("pattern is blank")
         if self.is_regex:
-            check_replacement(compile_regex_rule(self.pattern), self.replacement)
+            validate_regex_rule(self.pattern, self.replacement)  # compiles, valid groups, not slow
         return self
 
 

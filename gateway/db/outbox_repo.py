@@ -104,7 +104,13 @@ class OutboxRepo:
         return list((await self.s.scalars(stmt)).all())
 
     async def claim(self, event_id: int, owner: str, now: datetime, lease: timedelta) -> OutboxEvent | None:
-        """Lease one due event for ``owner``; ``None`` if another dispatcher got it first."""
+        """Lease one due event for ``owner`` and count the attempt it is claimed for; ``None`` if another
+        dispatcher got it first.
+
+        ``attempts`` is incremented here, in the claim's transaction, before anything is sent: a
+        dispatcher killed mid-send has already used that attempt, so the resend after its lease
+        expires says ``X-Switchboard-Attempt: 2``, not ``1`` again (and counts toward the limit).
+        """
         result = await self.s.execute(
             update(OutboxEvent)
             .where(
@@ -112,7 +118,7 @@ class OutboxRepo:
                 OutboxEvent.status == "pending",
                 or_(OutboxEvent.lease_until.is_(None), OutboxEvent.lease_until < now),
             )
-            .values(lease_until=now + lease, lease_owner=owner)
+            .values(lease_until=now + lease, lease_owner=owner, attempts=OutboxEvent.attempts + 1)
             .execution_options(synchronize_session=False)
         )
         if getattr(result, "rowcount", 0) != 1:

@@ -66,9 +66,12 @@ def test_admin_api_is_off_without_a_configured_key(db_url: str, tmp_path: Path) 
 
 
 def test_production_refuses_a_placeholder_admin_key() -> None:
+    token = "3f9a1c7e5b2d8f4a6c0e9b1d7a3f5c8e"  # the form of a Twilio auth token (more in tests/unit/test_security.py)
     with pytest.raises(ValueError, match="ADMIN_API_KEY"):
-        GatewaySettings(environment="production", twilio_auth_token="real-token-123", admin_api_key="changeme")
-    GatewaySettings(environment="production", twilio_auth_token="real-token-123", admin_api_key="k" * 24)
+        GatewaySettings(environment="production", twilio_auth_token=token, admin_api_key="changeme")
+    with pytest.raises(ValueError, match="ADMIN_API_KEY"):
+        GatewaySettings(environment="production", twilio_auth_token=token, admin_api_key="k" * 24)
+    GatewaySettings(environment="production", twilio_auth_token=token, admin_api_key="q7Vd2-Lm9xTz4Kp8Rw1s")
 
 
 def test_agents_crud(client: TestClient) -> None:
