@@ -8,7 +8,14 @@ from shared.serve import serve
 
 def main() -> None:
     """Run the gateway in the foreground."""
-    serve("gateway", "gateway:create_app", GatewaySettings())
+    settings = GatewaySettings()
+    serve(
+        "gateway",
+        "gateway:create_app",
+        settings,
+        ws_max_size=settings.ws_max_message_bytes,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    )
 
 
 if __name__ == "__main__":

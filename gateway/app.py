@@ -39,7 +39,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         from shared.clients import STTClient, TTSClient
 
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        redis = Redis.from_url(settings.redis_url, decode_responses=True)
+        from gateway.orphans import CallSweeper, new_gateway_id, sweep_database
+        from gateway.stream_auth import StreamTokens
+
+        # Bounded commands: a hung Redis fails a write (the call's writer retries) instead of
+        # hanging the call; health checks find a restarted Redis again.
+        redis = Redis.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            socket_timeout=settings.redis_socket_timeout_s,
+            socket_connect_timeout=settings.redis_socket_timeout_s,
+            health_check_interval=30,
+        )
         llm = LLMClient(
             settings.llm_url,
             settings.llm_model,
@@ -64,9 +75,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             db_runtime = await DatabaseRuntime.start(settings)
             hooks = db_runtime.hooks
         app.state.db_runtime = db_runtime
-        app.state.deps = Deps(
+        store = CallStore(redis, settings.record_turns_ttl_s)
+        app.state.deps = deps = Deps(
             settings=settings,
-            store=CallStore(redis, settings.record_turns_ttl_s),
+            store=store,
             stt=STTClient(http, settings.stt_url, settings.stt_timeout_s),
             tts=TTSClient(http, settings.tts_url, settings.tts_timeout_s),
             llm=llm,
@@ -74,10 +86,31 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             hooks=hooks,
             smart_turn=smart_turn,
             twilio=twilio,
+            stream_tokens=StreamTokens(token, settings.stream_token_ttl_s) if token else None,
+            gateway_id=new_gateway_id(),
         )
+        db_sweep = None
+        if db_runtime is not None:
+            runtime = db_runtime
+
+            async def db_sweep() -> None:
+                await sweep_database(runtime.db, hooks, store, settings.max_call_seconds + 60)
+
+        sweeper = CallSweeper(
+            store,
+            hooks,
+            deps.gateway_id,
+            lambda: len(deps.live_calls),
+            heartbeat_ttl_s=settings.heartbeat_ttl_s,
+            sweep_interval_s=settings.orphan_sweep_interval_s,
+            db_sweep=db_sweep,
+        )
+        sweeper.start()
+        app.state.sweeper = sweeper
         try:
             yield
         finally:
+            await sweeper.stop()
             if db_runtime is not None:
                 await db_runtime.aclose()
             await webhooks.drain()

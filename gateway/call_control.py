@@ -7,7 +7,6 @@ methods it relies on are declared below and provided by the session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -47,6 +46,7 @@ class CallControl:
         _reply_task: asyncio.Task[None] | None
         _last_activity: float
         _reprompted: bool
+        _owed_answer: bool
         _after_reply: dict[str, Callable[[], Awaitable[None]]]
 
         @property
@@ -54,10 +54,17 @@ class CallControl:
 
         async def _say(self, kind: str, text: str) -> Reply: ...
 
-        def _write(self, coro: Any) -> None: ...
+        def _append_action(self, action: dict[str, Any]) -> None: ...
+
+        def end_call(self) -> None: ...
 
     async def _silence_watchdog(self) -> None:
-        """Re-prompt a silent caller, then say goodbye and hang up."""
+        """Re-prompt a silent caller, then say goodbye and hang up.
+
+        A caller whose last turn got no answer (STT, LLM or TTS failed) is not silent: we owe them
+        an answer. Then the re-prompt repeats the apology and the goodbye says the trouble is ours
+        (``GATEWAY_TROUBLE_GOODBYE_TEXT``), never "I haven't heard anything".
+        """
         while True:
             await asyncio.sleep(0.25)
             busy = (self._reply_task is not None and not self._reply_task.done()) or (
@@ -69,12 +76,14 @@ class CallControl:
             if self.machine.state is not State.LISTENING or self._endpointer.in_speech:
                 continue
             idle = time.monotonic() - self._last_activity
+            owed = self._owed_answer
             if idle >= self.s.hangup_after_s:
-                await self._then(await self._say("goodbye", self.s.goodbye_text), self._hang_up)
+                goodbye = self.s.trouble_goodbye_text if owed else self.s.goodbye_text
+                await self._then(await self._say("goodbye", goodbye), self._hang_up)
                 return
             if idle >= self.s.reprompt_after_s and not self._reprompted:
                 self._reprompted = True
-                await self._say("reprompt", self.s.reprompt_text)
+                await self._say("reprompt", self.s.trouble_reprompt_text if owed else self.s.reprompt_text)
 
     async def _then(self, reply: Reply, action: Callable[[], Awaitable[None]]) -> None:
         """Run ``action`` once ``reply`` has been heard (at once if nothing was said)."""
@@ -91,7 +100,7 @@ class CallControl:
                 continue
             log.info("call %s: tool %s(%s)", self.call_sid, call.name, call.arguments)
             action = {"tool": call.name, "arguments": call.arguments, "at": time.time()}
-            self._write(self.deps.store.append_action(self.call_sid, action))
+            self._append_action(action)
             if call.name == "end_call":
                 said = reply if reply.sentences else await self._say("goodbye", self.s.end_call_goodbye)
                 await self._then(said, self._hang_up)
@@ -117,12 +126,17 @@ class CallControl:
             log.error("call %s: %s", self.call_sid, exc)
 
     async def _hang_up(self) -> None:
-        """End the call through Twilio's REST API (when configured), then close the stream."""
-        if self.deps.twilio is not None:
-            try:
-                await self.deps.twilio.hang_up(self.call_sid)
-            except UpstreamError as exc:
-                ERRORS.labels("twilio").inc()
-                log.error("call %s: %s", self.call_sid, exc)
-        with contextlib.suppress(Exception):
-            await self.ws.close()
+        """End the call through Twilio's REST API (when configured), then end the stream.
+
+        The session closes the socket and finishes the call whether or not the REST call worked.
+        """
+        try:
+            if self.deps.twilio is not None:
+                try:
+                    async with asyncio.timeout(10.0):
+                        await self.deps.twilio.hang_up(self.call_sid)
+                except (UpstreamError, TimeoutError) as exc:
+                    ERRORS.labels("twilio").inc()
+                    log.error("call %s: hang-up through Twilio failed: %r", self.call_sid, exc)
+        finally:
+            self.end_call()

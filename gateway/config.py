@@ -168,6 +168,12 @@ class GatewaySettings(ServiceSettings):
     """Spoken after ``GATEWAY_REPROMPT_AFTER_S`` of silence."""
     goodbye_text: str = "I haven't heard anything, so I'll hang up now. Please call back any time. Goodbye!"
     """Spoken before hanging up on a silent line."""
+    trouble_reprompt_text: str = "Sorry, I'm having technical trouble. Could you say that again?"
+    """Spoken instead of the re-prompt when the caller's last turn got no answer (an upstream failed)."""
+    trouble_goodbye_text: str = (
+        "Sorry, we're having technical trouble right now. Please call back in a few minutes. Goodbye!"
+    )
+    """Spoken instead of the goodbye when the caller's last turn got no answer (an upstream failed)."""
     vad_threshold: float = 0.5
     """Silero speech probability that counts as speech (silence below it minus 0.15)."""
     endpoint_silence_ms: int = 500
@@ -182,6 +188,34 @@ class GatewaySettings(ServiceSettings):
     """Calls are closed after this long."""
     record_turns_ttl_s: int = 7 * 24 * 3600
     """How long a finished call stays in Redis, seconds."""
+    redis_socket_timeout_s: float = 2.0
+    """A Redis command slower than this fails (the call's writer retries; the call goes on), seconds."""
+    redis_flush_timeout_s: float = 3.0
+    """At hang-up, how long the call's pending Redis writes may take before the call is finished
+    without them (the database row and the webhook are built from the call's own record), seconds."""
+    task_close_timeout_s: float = 3.0
+    """At hang-up, how long the call's tasks get to stop after being cancelled; one that ignores
+    cancellation is abandoned (logged, ``gateway_abandoned_tasks_total``), seconds."""
+    finish_timeout_s: float = 20.0
+    """Longest time storing a finished call (database row, recording, webhook event) may take, seconds."""
+    shutdown_timeout_s: float = 8.0
+    """On SIGTERM, how long open calls get to finish before uvicorn closes them, seconds."""
+    ws_max_message_bytes: int = 1 << 20
+    """A WebSocket message larger than this closes the stream (1009) before it is buffered."""
+    max_message_chars: int = 16384
+    """A Media Streams message longer than this is skipped unparsed and counted (Twilio's are < 1 KiB
+    but for ``start`` with its custom parameters)."""
+    max_media_payload_bytes: int = 1600
+    """A ``media`` payload larger than this (decoded μ-law bytes; 200 ms) is skipped and counted
+    (Twilio sends 20 ms: 160 bytes)."""
+    stream_token_ttl_s: int = 120
+    """How long the stream token issued by the voice webhook stays valid, seconds (see
+    ``gateway/stream_auth.py``; checked when ``GATEWAY_TWILIO_AUTH_TOKEN`` is set)."""
+    heartbeat_ttl_s: float = 10.0
+    """A gateway whose Redis heartbeat is older than this is dead: its calls are finished as
+    ``gateway-lost`` by the other gateways (or by it, when it restarts), seconds."""
+    orphan_sweep_interval_s: float = 5.0
+    """How often each gateway looks for dead gateways' calls, seconds."""
 
     data_dir: str = str(PROJECT_ROOT / "data")
     """Where the SQLite database and the call recordings (``recordings/<CallSid>.wav``) live."""

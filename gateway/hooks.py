@@ -78,7 +78,11 @@ class CallHooks(Protocol):
     """What the gateway does around calls. Implementations must not raise into the call."""
 
     async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
-        """The agent that answers a call to ``to`` (E.164)."""
+        """The agent that answers a call to ``to`` (E.164); records the call's start."""
+        ...
+
+    async def resolve(self, to: str) -> AgentProfile:
+        """The agent for ``to``, without recording anything (finishing a dead gateway's call)."""
         ...
 
     async def call_ended(self, summary: CallSummary) -> None:
@@ -102,6 +106,10 @@ class SettingsHooks:
         )
 
     async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
+        """Always the settings' agent."""
+        return self.profile
+
+    async def resolve(self, to: str) -> AgentProfile:
         """Always the settings' agent."""
         return self.profile
 

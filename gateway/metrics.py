@@ -18,8 +18,18 @@ BARGE_INS = Counter("gateway_barge_ins_total", "Caller interruptions of agent sp
 ERRORS = Counter("gateway_errors_total", "Errors by stage", ["stage"])
 WEBHOOKS = Counter("gateway_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
 MALFORMED = Counter("gateway_malformed_frames_total", "Twilio frames skipped as malformed or unknown")
+OVERSIZED = Counter(
+    "gateway_oversized_frames_total", "Media Stream messages skipped for exceeding the size caps", ["kind"]
+)
+STREAMS_REFUSED = Counter(
+    "gateway_streams_refused_total", "Media streams refused at the start (bad call token, second stream)", ["reason"]
+)
+ORPHANS = Counter("gateway_orphaned_calls_total", "Calls of dead gateways finished by the sweeper")
+ABANDONED_TASKS = Counter("gateway_abandoned_tasks_total", "Call tasks that ignored cancellation past the bound")
 
 for _stage in STAGES:
     STAGE_LATENCY.labels(_stage)
-for _stage in ("stt", "llm", "tts", "webhook", "session"):
+for _stage in ("stt", "llm", "tts", "webhook", "session", "redis"):
     ERRORS.labels(_stage)
+for _kind in ("message", "payload"):
+    OVERSIZED.labels(_kind)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
+from gateway.admin.auth import require_admin
 from gateway.config import GatewaySettings
 from gateway.session import CallSession, Deps
+from gateway.stream_auth import TOKEN_PARAMETER, stream_signing_url
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -68,6 +70,9 @@ async def voice(request: Request) -> Response:
     for name in ("From", "To", "CallSid"):
         if form.get(name):
             stream.parameter(name=name, value=str(form[name]))
+    tokens = request.app.state.deps.stream_tokens if hasattr(request.app.state, "deps") else None
+    if tokens is not None:  # binds the stream to this call (gateway/stream_auth.py)
+        stream.parameter(name=TOKEN_PARAMETER, value=tokens.issue(str(form.get("CallSid", ""))))
     connect.append(stream)
     response.append(connect)
     return Response(str(response), media_type="application/xml")
@@ -75,9 +80,15 @@ async def voice(request: Request) -> Response:
 
 @router.websocket("/twilio/stream")
 async def media_stream(ws: WebSocket) -> None:
-    """Twilio Media Streams: one WebSocket per call, served by a :class:`CallSession`."""
+    """Twilio Media Streams: one WebSocket per call, served by a :class:`CallSession`.
+
+    The upgrade's ``X-Twilio-Signature`` is checked over the ``ws(s)://`` URL the TwiML gave
+    (behind ``GATEWAY_PUBLIC_URL``: ``wss://<public host>/twilio/stream``); the call token in
+    ``start`` is checked by the session.
+    """
     settings = _settings(ws)
-    if not signature_ok(settings, public_url(settings, ws), {}, ws.headers.get("X-Twilio-Signature")):
+    signed_url = stream_signing_url(settings.public_url, str(ws.url), ws.url.path, ws.url.query)
+    if not signature_ok(settings, signed_url, {}, ws.headers.get("X-Twilio-Signature")):
         await ws.close(code=1008)
         return
     await ws.accept()
@@ -85,9 +96,9 @@ async def media_stream(ws: WebSocket) -> None:
     await CallSession(deps, ws).run()
 
 
-@router.get("/calls/{call_sid}")
+@router.get("/calls/{call_sid:path}", dependencies=[Depends(require_admin)])
 async def get_call(call_sid: str, request: Request) -> dict[str, Any]:
-    """A call's record and turns from Redis (live or finished)."""
+    """A call's record and turns from Redis (live or finished); needs the admin key (401 without)."""
     record = await request.app.state.deps.store.get_call(call_sid)
     if record is None:
         raise HTTPException(status_code=404, detail=f"unknown call {call_sid}")

@@ -1,11 +1,14 @@
 """One phone call over a Twilio Media Streams WebSocket.
 
-:class:`CallSession` owns every task of the call (an ``asyncio.TaskGroup``): the outbound
-pacer, and one reply task at a time (STT → corrections → streamed LLM → sentence-by-sentence
-TTS → μ-law frames). Inbound audio is decoded (μ-law 8 kHz → PCM16 → 16 kHz), run through
-Silero VAD and the endpointer; the pure :class:`~gateway.turns.TurnMachine` decides what a
-speech start or end means. Hang-up (``stop`` or a closed socket) cancels everything, records
-the call in Redis and hands the webhook to the app's sender.
+:class:`CallSession` owns every task of the call (a :class:`~gateway.tasks.TaskScope`, whose close
+is bounded even when a library swallows a cancel): the receive loop, the outbound pacer, and one
+reply task at a time (STT → corrections → streamed LLM → sentence-by-sentence TTS → μ-law frames).
+Inbound audio is decoded (μ-law 8 kHz → PCM16 → 16 kHz), run through Silero VAD and the
+endpointer; the pure :class:`~gateway.turns.TurnMachine` decides what a speech start or end means.
+The call's record lives in memory and is mirrored to Redis (:mod:`gateway.call_record`). Hang-up
+(``stop``, a closed socket, the agent hanging up, the max duration, SIGTERM) stops every task
+within ``GATEWAY_TASK_CLOSE_TIMEOUT_S``, closes the record and hands the call to the hooks
+(database row, ``call.completed``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +26,30 @@ import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
 from gateway.call_control import CallControl
+from gateway.call_record import CallRecord, RecordWriter
 from gateway.config import GatewaySettings
 from gateway.endpointing import Endpointer, PauseDetected, SpeechEnded, SpeechStarted
 from gateway.hooks import AgentProfile, CallHooks, CallSummary
 from gateway.interruptions import is_backchannel
 from gateway.llm import LLMClient
-from gateway.metrics import ACTIVE_CALLS, BARGE_INS, CALLS, ERRORS, MALFORMED, STAGE_LATENCY
+from gateway.metrics import (
+    ABANDONED_TASKS,
+    ACTIVE_CALLS,
+    BARGE_INS,
+    CALLS,
+    ERRORS,
+    MALFORMED,
+    OVERSIZED,
+    STAGE_LATENCY,
+    STREAMS_REFUSED,
+)
 from gateway.playback import Playback
 from gateway.recording import CallRecorder
 from gateway.smart_turn import SmartTurn
 from gateway.speaker import Reply, Speaker
 from gateway.store import CallStore
+from gateway.stream_auth import TOKEN_PARAMETER, StreamTokens
+from gateway.tasks import TaskScope
 from gateway.telephony import TwilioCalls
 from gateway.tools import ToolCall, openai_tools
 from gateway.turns import Action, Event, State, TurnMachine
@@ -63,6 +79,12 @@ class Deps:
     hooks: CallHooks
     smart_turn: SmartTurn | None = None
     twilio: TwilioCalls | None = None
+    stream_tokens: StreamTokens | None = None
+    """Checks the per-call token of each stream (``None``: no Twilio auth token, no check)."""
+    gateway_id: str = ""
+    """This process's id, written on each live call (the orphan sweeper reads it)."""
+    live_calls: set[str] = field(default_factory=set)
+    """CallSids this process serves now."""
 
 
 class CallSession(CallControl):
@@ -79,8 +101,13 @@ class CallSession(CallControl):
         self.to = ""
         self.started_at = 0.0
         self.history: list[dict[str, str]] = []
-        self._tg: asyncio.TaskGroup | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.scope = TaskScope("call", on_error=self._task_failed)
+        self._ended = asyncio.Event()
+        """Set when the call must end (receive loop over, hang-up, a task's bug)."""
+        self._close_code = 1000
+        self.end_status = "completed"
+        self.writer: RecordWriter | None = None
+        self._oversized = 0
         self._reply_task: asyncio.Task[None] | None = None
         self._replies: dict[str, Reply] = {}
         self._current_reply: Reply | None = None
@@ -109,54 +136,53 @@ class CallSession(CallControl):
         self._barging = False
         self._last_activity = time.monotonic()
         self._reprompted = False
+        self._owed_answer = False
+        """The caller's last turn got no answer because an upstream failed."""
         self.profile: AgentProfile | None = None
-        self._writes: asyncio.Queue[Any] = asyncio.Queue()
-        """Redis writes of this call, applied in order by one writer task."""
 
     # ---- lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve the call until ``stop``, disconnect or the max call duration."""
+        """Serve the call until ``stop``, disconnect, hang-up or the max call duration; then finish it.
+
+        Always returns (within the close bounds), whatever a task or a library does with a cancel.
+        """
+        receive = self.scope.spawn(self._receive_loop(), "receive")
+        receive.add_done_callback(lambda _task: self._ended.set())
         try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                try:
-                    async with asyncio.timeout(self.s.max_call_seconds):
-                        await self._receive_loop()
-                except TimeoutError:
-                    log.warning("call %s reached the %ss limit", self.call_sid, self.s.max_call_seconds)
-                for task in list(self._tasks):
-                    task.cancel()
-        except* Exception as group:  # a bug in one task must not take the gateway down
-            ERRORS.labels("session").inc()
-            log.error("call %s ended by an error: %r", self.call_sid, group.exceptions)
+            try:
+                async with asyncio.timeout(self.s.max_call_seconds):
+                    await self._ended.wait()
+            except TimeoutError:
+                log.warning("call %s reached the %ss limit", self.call_sid, self.s.max_call_seconds)
         finally:
+            abandoned = await self.scope.aclose(self.s.task_close_timeout_s)
+            if abandoned:
+                ABANDONED_TASKS.inc(len(abandoned))
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self.ws.close(code=self._close_code)
             await self._finish()
 
-    def _write(self, coro: Any) -> None:
-        """Queue a Redis write; the writer applies them in order (and ``_finish`` drains them)."""
-        self._writes.put_nowait(coro)
+    def _task_failed(self, task: asyncio.Task[Any], exc: BaseException) -> None:
+        """A bug in one task ends the call (as a TaskGroup would), never the gateway."""
+        ERRORS.labels("session").inc()
+        log.error("call %s ended by an error in %s: %r", self.call_sid, task.get_name(), exc, exc_info=exc)
+        self._ended.set()
 
-    async def _writer(self) -> None:
-        while True:
-            coro = await self._writes.get()
-            try:
-                await coro
-            except Exception as exc:  # Redis down degrades the call record, not the call
-                ERRORS.labels("session").inc()
-                log.error("call %s: Redis write failed: %r", self.call_sid, exc)
+    def end_call(self) -> None:
+        """Ask the call to end now (the agent hangs up); :meth:`run` closes everything."""
+        self._ended.set()
 
-    async def _drain_writes(self) -> None:
-        while not self._writes.empty():
-            coro = self._writes.get_nowait()
-            with contextlib.suppress(Exception):
-                await coro
+    def _append_turn(self, turn: dict[str, Any]) -> None:
+        if self.writer is not None:
+            self.writer.append_turn(turn)
+
+    def _append_action(self, action: dict[str, Any]) -> None:
+        if self.writer is not None:
+            self.writer.append_action(action)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        assert self._tg is not None
-        task = self._tg.create_task(coro, name=f"{name}:{self.call_sid}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self.scope.spawn(coro, name)
 
     async def _send(self, command: tw.Command) -> None:
         await self.ws.send_text(tw.serialize_command(command))
@@ -175,9 +201,16 @@ class CallSession(CallControl):
             if msg["type"] == "websocket.disconnect":
                 return
             raw = msg.get("text")
-            event = tw.parse_event(raw if raw is not None else msg.get("bytes") or b"")
+            data = raw if raw is not None else msg.get("bytes") or b""
+            if len(data) > self.s.max_message_chars:  # skipped unparsed: never decode a flood
+                self._skip_oversized("message", len(data))
+                continue
+            event = tw.parse_event(data)
             if event is None:
                 MALFORMED.inc()
+                continue
+            if isinstance(event, tw.Media) and len(event.payload) > self.s.max_media_payload_bytes:
+                self._skip_oversized("payload", len(event.payload))
                 continue
             if isinstance(event, tw.Stop):
                 log.info("call %s: stop", self.call_sid)
@@ -187,6 +220,12 @@ class CallSession(CallControl):
             except Exception:  # one bad frame never ends the call
                 ERRORS.labels("session").inc()
                 log.exception("call %s: failed to handle %s", self.call_sid, type(event).__name__)
+
+    def _skip_oversized(self, kind: str, size: int) -> None:
+        OVERSIZED.labels(kind).inc()
+        self._oversized += 1
+        level = logging.WARNING if self._oversized == 1 else logging.DEBUG
+        log.log(level, "call %s: skipped an oversized %s (%d; %d so far)", self.call_sid, kind, size, self._oversized)
 
     async def _handle(self, event: tw.Event) -> None:
         if isinstance(event, tw.Start):
@@ -210,11 +249,47 @@ class CallSession(CallControl):
         elif isinstance(event, tw.Dtmf):
             await self._on_text_event(f"(The caller pressed {event.digit} on the keypad.)")
 
+    async def _refuse(self, call_sid: str, reason: str) -> None:
+        STREAMS_REFUSED.labels(reason).inc()
+        log.warning("stream for call %r refused: %s", call_sid, reason)
+        self._close_code = 1008  # policy violation
+        self._ended.set()
+
+    async def _admit(self, event: tw.Start) -> bool:
+        """Is this stream the one the voice webhook answered for its CallSid (see gateway.stream_auth)?"""
+        sid = event.call_sid
+        if self.deps.stream_tokens is not None:
+            reason = self.deps.stream_tokens.verify(sid, event.custom_parameters.get(TOKEN_PARAMETER))
+            if reason is not None:
+                await self._refuse(sid, f"token {reason}")
+                return False
+        if sid in self.deps.live_calls:
+            await self._refuse(sid, "second stream")
+            return False
+        try:
+            async with asyncio.timeout(self.s.redis_socket_timeout_s):
+                holder = await self.deps.store.claim_stream(sid, event.stream_sid, self._claim_ttl_s)
+        except Exception as exc:  # Redis down: the call is served; only this process's rule holds
+            log.warning("call %s: could not claim the stream in Redis (%r)", sid, exc)
+            holder = None
+        if holder is not None:
+            await self._refuse(sid, "second stream")
+            return False
+        return True
+
+    @property
+    def _claim_ttl_s(self) -> int:
+        return int(self.s.max_call_seconds + self.s.stream_token_ttl_s + 60)
+
     async def _on_start(self, event: tw.Start) -> None:
-        if self.stream_sid:
+        if self.stream_sid or self._close_code != 1000:
             log.warning("call %s: ignored a second start", self.call_sid)
             return
+        if not await self._admit(event):
+            return
         self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
+        self.scope.label = self.call_sid
+        self.deps.live_calls.add(self.call_sid)
         params = event.custom_parameters
         self.from_ = params.get("From", params.get("from", ""))
         self.to = params.get("To", params.get("to", ""))
@@ -223,8 +298,9 @@ class CallSession(CallControl):
         CALLS.inc()
         ACTIVE_CALLS.inc()
         log.info("call %s started (stream %s, from %s to %s)", self.call_sid, self.stream_sid, self.from_, self.to)
-        self._write(self.deps.store.start_call(self.call_sid, self.stream_sid, self.from_, self.to, self.started_at))
-        self._spawn(self._writer(), "redis-writer")
+        record = CallRecord(self.call_sid, self.stream_sid, self.from_, self.to, self.started_at, self.deps.gateway_id)
+        self.writer = RecordWriter(self.deps.store, record)
+        self.writer.start()
         self.playback = Playback(self._send, self.stream_sid, self.s.playback_lead_ms, self._on_reply_started)
         self._spawn(self.playback.run(), "playback")
         self.speaker = Speaker(self.deps.tts, self.playback)
@@ -233,17 +309,17 @@ class CallSession(CallControl):
         self._spawn(self._silence_watchdog(), "silence")
 
     async def _finish(self) -> None:
-        if not self.call_sid:
+        """Close the record (bounded Redis flush) and hand the call to the hooks (bounded)."""
+        if not self.call_sid or self.writer is None:
             return
         ACTIVE_CALLS.dec()
+        self.deps.live_calls.discard(self.call_sid)
         ended_at = time.time()
         for reply in self._replies.values():
             self._record_reply(reply, status="hangup")
-        self._write(self.deps.store.end_call(self.call_sid, ended_at))
-        await self._drain_writes()
-        turns: list[dict[str, Any]] = []
-        with contextlib.suppress(Exception):
-            turns = await self.deps.store.turns(self.call_sid)
+        self.writer.end(ended_at, self.end_status)
+        await self.writer.close(self.s.redis_flush_timeout_s)
+        turns = list(self.writer.record.turns)  # the call's own record: complete even if Redis is not
         if self.profile is None:  # the hooks failed before the call was served
             log.info("call %s finished after %.1fs without a profile", self.call_sid, ended_at - self.started_at)
             return
@@ -256,10 +332,12 @@ class CallSession(CallControl):
             ended_at=ended_at,
             turns=turns,
             profile=self.profile,
-            recording_pcm16=self.recorder.mix() if self.recorder is not None else None,
+            status=self.end_status,
+            recording_pcm16=await asyncio.to_thread(self.recorder.mix) if self.recorder is not None else None,
         )
         try:
-            await self.deps.hooks.call_ended(summary)
+            async with asyncio.timeout(self.s.finish_timeout_s):
+                await self.deps.hooks.call_ended(summary)
         except Exception:
             ERRORS.labels("session").inc()
             log.exception("call %s: call_ended hook failed", self.call_sid)
@@ -291,6 +369,7 @@ class CallSession(CallControl):
     def _on_speech_started(self) -> None:
         self._last_activity = time.monotonic()
         self._reprompted = False
+        self._owed_answer = False
         if self.machine.state is State.SPEAKING:
             return  # over the agent: only GATEWAY_BARGE_IN_MIN_MS of speech (or words) interrupts
         self._handle_speech_started()
@@ -350,7 +429,7 @@ class CallSession(CallControl):
             log.info("call %s: backchannel %r did not interrupt", self.call_sid, text)
             now = time.time()
             turn = {"role": "user", "text": text, "backchannel": True, "started_at": now, "ended_at": now}
-            self._write(self.deps.store.append_turn(self.call_sid, turn))
+            self._append_turn(turn)
             return
         if self.machine.state is State.SPEAKING:
             self._handle_speech_started()  # barge-in: clear, cancel, trim
@@ -379,6 +458,8 @@ class CallSession(CallControl):
         reply.acked.add(name)
         if name == reply.end_mark:
             self._last_activity = time.monotonic()
+            if reply.reply_id.startswith("reply-"):
+                self._owed_answer = False
             self.machine.handle(Event.REPLY_FINISHED)
             self._persist_state()
             self._record_reply(reply, status="completed")
@@ -397,8 +478,8 @@ class CallSession(CallControl):
         return self.profile
 
     def _persist_state(self) -> None:
-        if self.call_sid:
-            self._write(self.deps.store.set_state(self.call_sid, self.machine.state.value))
+        if self.writer is not None:
+            self.writer.set_state(self.machine.state.value)
 
     def _cancel_reply(self) -> None:
         if self._reply_task is not None and not self._reply_task.done():
@@ -451,6 +532,8 @@ class CallSession(CallControl):
             self._carry_audio = None
             ERRORS.labels("stt").inc()
             log.error("call %s: STT failed: %s", self.call_sid, exc)
+            now = time.time()
+            self._unanswered({"role": "user", "text": "", "started_at": now, "ended_at": now}, "stt")
             await self._apologise()
             return
         self._carry_audio = None
@@ -516,6 +599,7 @@ class CallSession(CallControl):
             ERRORS.labels(exc.service).inc()
             log.error("call %s: reply failed: %s", self.call_sid, exc)
             if not reply.sentences and not calls:
+                self._unanswered(user_turn, exc.service)
                 await self._apologise()
                 return
         finally:
@@ -533,7 +617,19 @@ class CallSession(CallControl):
         self._carry_text = ""
         reply.history_msg = {"role": "assistant", "content": reply.heard_text() if reply.interrupted else reply.text()}
         self.history += [{"role": "user", "content": text}, reply.history_msg]
-        self._write(self.deps.store.append_turn(self.call_sid, user_turn))
+        self._append_turn(user_turn)
+
+    def _unanswered(self, user_turn: dict[str, Any], service: str) -> None:
+        """The caller spoke but got no answer (``service`` failed): keep the turn, marked, on its own.
+
+        Its text is not carried into the caller's next turn, and the silence watchdog counts from
+        now: a failed reply is not caller silence.
+        """
+        self._carry_text = ""
+        self._last_activity = time.monotonic()
+        self._reprompted = False
+        self._owed_answer = True
+        self._append_turn({**user_turn, "unanswered": True, "failed": service})
 
     async def _apologise(self) -> None:
         await self._say("apology", APOLOGY)
@@ -588,4 +684,4 @@ class CallSession(CallControl):
         }
         if barge_in_stream_ms is not None:
             turn["barge_in_stream_ms"] = barge_in_stream_ms  # where in the caller's audio it fired
-        self._write(self.deps.store.append_turn(self.call_sid, turn))
+        self._append_turn(turn)

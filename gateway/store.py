@@ -4,7 +4,9 @@ Keys (prefix ``sb:``):
     ``sb:call:{call_sid}``        hash: call_sid, stream_sid, from, to, status, state, started_at, ended_at
     ``sb:call:{call_sid}:turns``  list of JSON turns, in order: {role, text, started_at, ended_at, ...}
     ``sb:call:{call_sid}:actions`` list of JSON tool actions: {tool, arguments, at}
+    ``sb:call:{call_sid}:stream`` the streamSid serving the call (one live stream per CallSid)
     ``sb:calls:active``           set of live call sids
+    ``sb:gateway:{gateway_id}``   heartbeat of a gateway process (expires when it dies)
 
 Timestamps are Unix seconds (float). Any gateway process can read a live call; a restarted
 gateway keeps finished turns (Redis persistence permitting).
@@ -32,6 +34,14 @@ def _actions_key(call_sid: str) -> str:
     return f"{_PREFIX}:call:{call_sid}:actions"
 
 
+def _stream_key(call_sid: str) -> str:
+    return f"{_PREFIX}:call:{call_sid}:stream"
+
+
+def _gateway_key(gateway_id: str) -> str:
+    return f"{_PREFIX}:gateway:{gateway_id}"
+
+
 _ACTIVE = f"{_PREFIX}:calls:active"
 
 
@@ -47,8 +57,10 @@ class CallStore:
         self.redis = redis
         self.ttl_s = ttl_s
 
-    async def start_call(self, call_sid: str, stream_sid: str, from_: str, to: str, started_at: float) -> None:
-        """Create the call record and mark it active."""
+    async def start_call(
+        self, call_sid: str, stream_sid: str, from_: str, to: str, started_at: float, gateway_id: str = ""
+    ) -> None:
+        """Create the call record and mark it active (``gateway_id``: the process serving it)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 _call_key(call_sid),
@@ -60,10 +72,66 @@ class CallStore:
                     "status": "in-progress",
                     "state": "listening",
                     "started_at": started_at,
+                    "gateway": gateway_id,
                 },
             )
             pipe.sadd(_ACTIVE, call_sid)
             await pipe.execute()
+
+    async def replace_call(
+        self,
+        meta: dict[str, Any],
+        turns: list[dict[str, Any]],
+        actions: list[dict[str, Any]],
+    ) -> None:
+        """Write a whole call at once, replacing what Redis holds (after an outage or a restart).
+
+        ``meta`` holds the hash fields (``call_sid``, ``status``, ``state``…); a call whose status
+        is not ``in-progress`` is written closed (not active, retention TTL started).
+        """
+        call_sid = str(meta["call_sid"])
+        keys = (_call_key(call_sid), _turns_key(call_sid), _actions_key(call_sid))
+        live = meta.get("status") == "in-progress"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*keys)
+            pipe.hset(keys[0], mapping={k: v for k, v in meta.items() if v is not None})
+            if turns:
+                pipe.rpush(keys[1], *[json.dumps(t) for t in turns])
+            if actions:
+                pipe.rpush(keys[2], *[json.dumps(a) for a in actions])
+            if live:
+                pipe.sadd(_ACTIVE, call_sid)
+            else:
+                pipe.srem(_ACTIVE, call_sid)
+                for key in keys:
+                    pipe.expire(key, self.ttl_s)
+            await pipe.execute()
+
+    async def claim_stream(self, call_sid: str, stream_sid: str, ttl_s: int) -> str | None:
+        """Make ``stream_sid`` the one stream of ``call_sid`` for ``ttl_s`` seconds.
+
+        The claim outlives the call (it expires, it is not released), so a replayed ``start`` for a
+        finished call is refused too.
+
+        Returns:
+            ``None`` when claimed now, else the streamSid that claimed the call first.
+        """
+        key = _stream_key(call_sid)
+        if await self.redis.set(key, stream_sid, nx=True, ex=ttl_s):
+            return None
+        return str(await self.redis.get(key) or "?")
+
+    async def heartbeat(self, gateway_id: str, ttl_s: int, live_calls: int) -> None:
+        """Say that gateway ``gateway_id`` is alive for ``ttl_s`` more seconds."""
+        await self.redis.set(_gateway_key(gateway_id), live_calls, ex=ttl_s)
+
+    async def gateway_alive(self, gateway_id: str) -> bool:
+        """Whether ``gateway_id``'s heartbeat has not expired."""
+        return bool(gateway_id) and bool(await self.redis.exists(_gateway_key(gateway_id)))
+
+    async def claim_sweep(self, call_sid: str, ttl_s: int = 60) -> bool:
+        """One gateway at a time finishes an orphaned call: true for the one that gets it."""
+        return bool(await self.redis.set(f"{_call_key(call_sid)}:sweep", "1", nx=True, ex=ttl_s))
 
     async def set_state(self, call_sid: str, state: str) -> None:
         """Record the turn state (listening/user_speaking/thinking/speaking)."""

@@ -34,6 +34,15 @@ log = logging.getLogger("stack")
 _HANDED_OUT: set[int] = set()
 
 
+DEV_ADMIN_KEY = "switchboard-local-dev-admin-key"
+"""The admin key of gateways the local stack starts when ``GATEWAY_ADMIN_API_KEY`` is not set."""
+
+
+def admin_key() -> str:
+    """The admin key local tools send (``GATEWAY_ADMIN_API_KEY``, else :data:`DEV_ADMIN_KEY`)."""
+    return os.environ.get("GATEWAY_ADMIN_API_KEY") or DEV_ADMIN_KEY
+
+
 def _ephemeral_range() -> tuple[int, int]:
     """The kernel's range for outgoing connections' local ports (Linux; 32768–60999 by default)."""
     try:
@@ -206,6 +215,7 @@ class Stack:
             "GATEWAY_TTS_URL": f"http://127.0.0.1:{p.tts}",
             "GATEWAY_LLM_URL": f"http://127.0.0.1:{p.llm}/v1",
             "GATEWAY_REDIS_URL": self.redis_url,
+            "GATEWAY_ADMIN_API_KEY": admin_key(),
         }
         return Service(name, [sys.executable, "-m", "gateway"], port, env)
 

@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -37,6 +38,7 @@ from shared.audio import (
     ulaw_decode,
     ulaw_encode,
 )
+from tools.stack import admin_key as default_admin_key
 
 log = logging.getLogger(__name__)
 FRAME_S = FRAME_MS / 1000
@@ -107,9 +109,17 @@ class SimulatedCall:
     """
 
     def __init__(
-        self, base_url: str, from_: str = "+15550100001", to: str = "+15550100002", auth_token: str = ""
+        self,
+        base_url: str,
+        from_: str = "+15550100001",
+        to: str = "+15550100002",
+        auth_token: str = "",
+        public_url: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.public_url = public_url.rstrip("/") if public_url else None
+        """The gateway's public base URL behind a proxy (``GATEWAY_PUBLIC_URL``): Twilio signs the
+        URLs it calls there, while this simulator, like the proxy, reaches ``base_url``."""
         self.validator = RequestValidator(auth_token) if auth_token else None
         self.from_ = from_
         self.to = to
@@ -140,7 +150,8 @@ class SimulatedCall:
             "CallStatus": "ringing",
         }
         url = self.base_url + "/twilio/voice"
-        headers = {"X-Twilio-Signature": self.validator.compute_signature(url, form)} if self.validator else {}
+        signed = (self.public_url or self.base_url) + "/twilio/voice"
+        headers = {"X-Twilio-Signature": self.validator.compute_signature(signed, form)} if self.validator else {}
         async with httpx.AsyncClient() as client:
             resp = await client.post(url, data=form, headers=headers, timeout=10)
         resp.raise_for_status()
@@ -240,8 +251,13 @@ class SimulatedCall:
     async def connect(self) -> None:
         """Voice webhook, WebSocket, ``connected`` + ``start``; then the 20 ms clock runs."""
         url, params = await self.twiml()
-        ws_url = url.replace("wss://", "ws://") if self.base_url.startswith("http://") else url
-        headers = {"X-Twilio-Signature": self.validator.compute_signature(ws_url, {})} if self.validator else {}
+        if self.public_url:  # Twilio signs the TwiML's URL as is; the proxy forwards to base_url
+            ws_url = "ws" + self.base_url.removeprefix("http") + urlsplit(url).path
+            signed = url
+        else:
+            ws_url = url.replace("wss://", "ws://") if self.base_url.startswith("http://") else url
+            signed = ws_url
+        headers = {"X-Twilio-Signature": self.validator.compute_signature(signed, {})} if self.validator else {}
         # No permessage-deflate: base64 μ-law barely compresses, and deflating 50 frames a second
         # each way costs CPU on both ends (py-spy showed it in the gateway's profile).
         self._ws = await websockets.connect(ws_url, max_size=2**22, additional_headers=headers, compression=None)
@@ -345,10 +361,14 @@ class SimulatedCall:
         raise TimeoutError(f"the agent did not reply within {timeout_s}s")
 
 
-async def fetch_call(base_url: str, call_sid: str, wait_ended_s: float = 5.0) -> dict:
-    """GET the gateway's record of the call (turns, latencies) once it is closed."""
+async def fetch_call(base_url: str, call_sid: str, wait_ended_s: float = 5.0, admin_key: str | None = None) -> dict:
+    """GET the gateway's record of the call (turns, latencies) once it is closed.
+
+    ``admin_key``: the gateway's ``GATEWAY_ADMIN_API_KEY`` (default: :func:`tools.stack.admin_key`).
+    """
+    headers = {"X-Admin-Key": admin_key or default_admin_key()}
     deadline = time.monotonic() + wait_ended_s
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=headers) as client:
         while True:
             resp = await client.get(f"{base_url.rstrip('/')}/calls/{call_sid}", timeout=5)
             if resp.status_code == 200:
