@@ -13,7 +13,7 @@ import pytest
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 from shared.audio import TELEPHONY_RATE_HZ, resample, split_frames, ulaw_encode
-from tests.component.fakes import FakeLLM, FakeTwilioREST, ServerThread
+from tests.component.fakes import FakeLLM, FakeTwilioREST, FakeWebhook, ServerThread
 from tools.stack import Ports, Stack
 
 SILENCE_FRAME = b"\xff" * 160
@@ -47,6 +47,17 @@ def fake_twilio() -> Iterator[FakeTwilioREST]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+def fake_webhook() -> Iterator[FakeWebhook]:
+    hook = FakeWebhook()
+    with ServerThread(hook.app) as server:
+        hook.url = server.url + "/webhook"  # type: ignore[attr-defined]
+        yield hook
+
+
+ADMIN_KEY = "component-admin-key-0123456789"
+
+
 @pytest.fixture
 def gateway(speech_stack: Stack, fake_llm: FakeLLM, fake_twilio: FakeTwilioREST, tmp_path):
     """Factory: start an in-process gateway with setting overrides; returns (base URL, app)."""
@@ -71,6 +82,7 @@ def gateway(speech_stack: Stack, fake_llm: FakeLLM, fake_twilio: FakeTwilioREST,
             "database_enabled": False,
             "reprompt_after_s": 60,
             "hangup_after_s": 120,
+            "admin_api_key": ADMIN_KEY,
         }
         values.update(overrides)
         settings = GatewaySettings(**{k: v for k, v in values.items() if k in GatewaySettings.model_fields})

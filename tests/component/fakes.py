@@ -52,7 +52,8 @@ class FakeLLM:
 
     A reply is a string (content only; it may contain Hermes ``<tool_call>`` text, as llama.cpp
     returns it) or a dict ``{"text": str, "tool_calls": [{"name": ..., "arguments": {...}}]}``
-    whose calls are streamed as OpenAI ``tool_calls`` deltas, as vLLM's hermes parser returns them.
+    whose calls are streamed as OpenAI ``tool_calls`` deltas, as vLLM's hermes parser returns them,
+    or ``{"status": 500}``: an OpenAI-shaped error answer with that status (an LLM outage).
     """
 
     def __init__(self, default_reply: str = "Okay. How can I help?", token_delay_s: float = 0.01) -> None:
@@ -67,6 +68,9 @@ class FakeLLM:
         body = await request.json()
         self.requests.append(body)
         reply = self.replies.pop(0) if self.replies else self.default_reply
+        if isinstance(reply, dict) and "status" in reply:
+            error = {"error": {"message": "scripted outage", "type": "server_error", "code": reply["status"]}}
+            return JSONResponse(error, status_code=int(reply["status"]))
         text = reply if isinstance(reply, str) else reply.get("text", "")
         tool_calls = [] if isinstance(reply, str) else reply.get("tool_calls", [])
 
@@ -111,3 +115,22 @@ class FakeTwilioREST:
         form = {k: str(v) for k, v in (await request.form()).items()}
         self.updates.append((call_sid, form))
         return JSONResponse({"sid": call_sid, "account_sid": account, "status": form.get("Status", "in-progress")})
+
+
+class FakeWebhook:
+    """Records every JSON body POSTed to ``/webhook`` (the settings-only hooks' ``call.completed``)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.app = FastAPI()
+        self.app.post("/webhook", response_model=None)(self._hook)
+
+    async def _hook(self, request: Request) -> JSONResponse:
+        self.bodies.append(await request.json())
+        return JSONResponse({"ok": True})
+
+    def completed(self, call_sid: str) -> dict[str, Any] | None:
+        """The ``call.completed`` body for ``call_sid``, if it arrived."""
+        return next(
+            (b for b in self.bodies if b.get("event") == "call.completed" and b.get("call_sid") == call_sid), None
+        )

@@ -14,10 +14,11 @@ import httpx
 import pytest
 import redis
 
-from tests.component.conftest import silence
+from tests.component.conftest import ADMIN_KEY, silence
 from tools.twilio_sim import SimulatedCall
 
 pytestmark = pytest.mark.timeout(180)
+ADMIN = {"X-Admin-Key": ADMIN_KEY}
 
 LONG_REPLY = (
     "Sure, I can help with that. Our plumbers fix leaks and clear blocked drains every single day of the week. "
@@ -264,15 +265,15 @@ def test_a_second_gateway_reads_the_live_call_from_redis(gateway, fake_llm, spea
     async def scenario():
         call = await start_call(url)
         async with httpx.AsyncClient() as client:
-            live = (await client.get(f"{other_url}/calls/{call.call_sid}")).json()
+            live = (await client.get(f"{other_url}/calls/{call.call_sid}", headers=ADMIN)).json()
             call.say(problem)
             await call.wait_until(
                 lambda: any(m.startswith("reply") and m.endswith(":end") for m in call.result.marks_echoed), 60, "reply"
             )
-            during = (await client.get(f"{other_url}/calls/{call.call_sid}")).json()
+            during = (await client.get(f"{other_url}/calls/{call.call_sid}", headers=ADMIN)).json()
             await call.hang_up()
             await asyncio.sleep(0.5)
-            after = (await client.get(f"{other_url}/calls/{call.call_sid}")).json()
+            after = (await client.get(f"{other_url}/calls/{call.call_sid}", headers=ADMIN)).json()
         return live, during, after
 
     live, during, after = asyncio.run(scenario())

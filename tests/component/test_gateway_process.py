@@ -1,0 +1,171 @@
+"""The gateway as a process: SIGTERM mid-call stops it within a bound with the call finished, and a
+call whose gateway was killed (-9) is finished by the next gateway that starts (issue 11).
+
+Real: Redis, STT, TTS, the gateway process (`python -m gateway`, SQLite database and webhook
+outbox). Scripted: the LLM, Twilio's REST API and the webhook receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from shared.config import PROJECT_ROOT
+from tests.component.fakes import FakeWebhook
+from tools.stack import free_port, http_healthy
+from tools.twilio_sim import SimulatedCall
+
+pytestmark = pytest.mark.timeout(240)
+
+LONG_REPLY = (
+    "Sure, I can help with that. Our plumbers fix leaks and clear blocked drains every single day of the week. "
+    "We also install water heaters and repair toilets all across Springfield and the nearby towns."
+)
+
+
+class GatewayProcess:
+    """``python -m gateway`` on a free port, logging to a file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.env = {**os.environ, **env, "GATEWAY_PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GatewayProcess:
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway"], cwd=PROJECT_ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 120
+        while not http_healthy(self.port):
+            assert self.proc.poll() is None, f"gateway died:\n{self.tail()}"
+            assert time.monotonic() < deadline, f"gateway did not start:\n{self.tail()}"
+            time.sleep(0.2)
+        return self
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def process_env(speech_stack, fake_llm, fake_twilio, fake_webhook, tmp_path: Path) -> dict[str, str]:
+    p = speech_stack.ports
+    return {
+        "GATEWAY_STT_URL": f"http://127.0.0.1:{p.stt}",
+        "GATEWAY_TTS_URL": f"http://127.0.0.1:{p.tts}",
+        "GATEWAY_LLM_URL": fake_llm.url + "/v1",
+        "GATEWAY_REDIS_URL": speech_stack.redis_url,
+        "GATEWAY_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "GATEWAY_TWILIO_AUTH_TOKEN": "test-token",
+        "GATEWAY_TWILIO_API_BASE_URL": fake_twilio.url,
+        "GATEWAY_WEBHOOK_URL": fake_webhook.url,
+        "GATEWAY_DATA_DIR": str(tmp_path),
+        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}",
+        "GATEWAY_EXTRACTION_ENABLED": "false",
+        "GATEWAY_OUTBOX_POLL_INTERVAL_S": "0.2",
+        "GATEWAY_HEARTBEAT_TTL_S": "2",
+        "GATEWAY_ORPHAN_SWEEP_INTERVAL_S": "0.5",
+    }
+
+
+def db_status(env: dict[str, str], call_sid: str) -> str | None:
+    url = env["GATEWAY_DATABASE_URL"].replace("sqlite+aiosqlite", "sqlite")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT status FROM calls WHERE call_sid = :sid"), {"sid": call_sid}).first()
+    finally:
+        engine.dispose()
+    return None if row is None else str(row[0])
+
+
+async def wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+def test_sigterm_mid_call_stops_within_10s_with_the_call_finished(
+    process_env, fake_llm, fake_webhook: FakeWebhook, speak, tmp_path: Path
+) -> None:
+    gw = GatewayProcess(process_env, tmp_path / "gateway.log").start()
+    fake_llm.replies[:] = [LONG_REPLY]
+    problem = speak("My kitchen sink is leaking.")
+
+    async def scenario() -> tuple[SimulatedCall, float]:
+        call = SimulatedCall(gw.url, auth_token="test-token")
+        await call.connect()
+        await call.wait_greeting()
+        call.say(problem)
+        await call.wait_until(lambda: any(m.startswith("reply") for m in call.result.marks_received), 60, "reply")
+        assert gw.proc is not None
+        t0 = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(gw.proc.wait, 15)
+        took = time.monotonic() - t0
+        await call.close()
+        return call, took
+
+    try:
+        call, took = asyncio.run(scenario())
+    finally:
+        gw.stop()
+    assert took < 10.0, f"SIGTERM took {took:.1f}s\n{gw.tail()}"
+    # uvicorn re-raises the signal once it has shut down cleanly: -SIGTERM, not a kill
+    assert gw.proc is not None and gw.proc.returncode in (0, -signal.SIGTERM), gw.tail()
+    assert "Application shutdown complete" in gw.tail()
+    assert db_status(process_env, call.call_sid) == "completed", gw.tail()
+    body = fake_webhook.completed(call.call_sid)
+    assert body is not None and body["status"] == "completed", gw.tail()
+
+
+def test_a_killed_gateways_call_is_finished_by_the_next_gateway(
+    process_env, fake_webhook: FakeWebhook, speech_stack, tmp_path: Path
+) -> None:
+    first = GatewayProcess(process_env, tmp_path / "gateway-1.log").start()
+    second = GatewayProcess(process_env, tmp_path / "gateway-2.log")
+
+    async def scenario() -> SimulatedCall:
+        call = SimulatedCall(first.url, auth_token="test-token")
+        await call.connect()
+        await call.wait_greeting()
+        assert first.proc is not None
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(timeout=10)
+        await call.close()
+        assert db_status(process_env, call.call_sid) == "in-progress"
+        await asyncio.to_thread(second.start)
+        await wait_for(lambda: fake_webhook.completed(call.call_sid) is not None, 30, "call.completed")
+        return call
+
+    try:
+        call = asyncio.run(scenario())
+    finally:
+        first.stop()
+        second.stop()
+    body = fake_webhook.completed(call.call_sid)
+    assert body is not None and body["status"] == "gateway-lost", second.tail()
+    assert [t.get("reply_id", "").split("-")[0] for t in body["turns"]][:1] == ["greeting"]
+    assert db_status(process_env, call.call_sid) == "gateway-lost"
+    stored = redis.Redis.from_url(speech_stack.redis_url, decode_responses=True).hgetall(f"sb:call:{call.call_sid}")
+    assert stored["status"] == "gateway-lost"
