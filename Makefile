@@ -9,7 +9,7 @@ OUT ?= out/reply.wav
 
 .DEFAULT_GOAL := help
 .PHONY: help setup apt venv models migrate llm-vllm test-vllm call dev test test-unit test-e2e check lint typecheck fmt docs \
-        run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench clean
+        run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -92,6 +92,11 @@ bench: LEVELS ?= 1,2,3,4
 bench: ## Capacity: N concurrent simulated calls vs latency, ours vs the seed design (CPU; GPU run: docs/benchmarks.md)
 	@$(PY) -m bench.capacity --levels $(LEVELS) --seed-stt-instances 2 --stop-ms 20000 \
 		--json docs/bench-capacity-cpu.json --png docs/bench-capacity-cpu.png
+
+soak: CALLS ?= 2
+soak: MINUTES ?= 5
+soak: ## Soak: CALLS concurrent callers for MINUTES on the whole CPU stack; answered turns, completed calls, webhooks, RSS/fds
+	@$(PY) -m bench.soak --calls $(CALLS) --minutes $(MINUTES) --json docs/soak.json
 
 eval-turns: ## Smart Turn vs silence endpointing on recordings with pauses (cut-offs, delay)
 	@$(PY) scripts/eval_turns.py

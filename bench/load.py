@@ -141,15 +141,18 @@ async def run_call(
     return out
 
 
-async def _barge_in(call: SimulatedCall, ask: Line, barge: Line, timeout_s: float, out: CallOutcome) -> None:
-    """Ask again, interrupt the reply ``BARGE_IN_AFTER_S`` into it, wait for the new answer."""
+async def _barge_in(call: SimulatedCall, ask: Line, barge: Line, timeout_s: float, out: CallOutcome) -> bool:
+    """Ask again, interrupt the reply ``BARGE_IN_AFTER_S`` into it, wait for the new answer.
+
+    Returns whether the barge-in line was spoken (not when the reply was too short to interrupt).
+    """
     before_clears = call.result.clears
     asked = _replies_done(call)
     await _say(call, ask)
     await call.wait_until(lambda: call.result.reply_first_audio_at is not None, timeout_s, "the reply to barge into")
     await asyncio.sleep(BARGE_IN_AFTER_S)
     if call.agent_idle_for() > 0:
-        return  # the reply was too short to interrupt: no barge-in measured for this call
+        return False  # the reply was too short to interrupt: no barge-in measured for this call
     start_chunk = call.say(barge.frames)
 
     def cleared() -> bool:  # an earlier clear (the agent cut off mid-question) does not count
@@ -164,6 +167,7 @@ async def _barge_in(call: SimulatedCall, ask: Line, barge: Line, timeout_s: floa
     before = _replies_done(call)
     await asyncio.sleep(barge.seconds)
     await call.wait_until(lambda: _replies_done(call) > before, timeout_s, "the reply after barge-in")
+    return True
 
 
 async def _fetch_turns(gateway_url: str, call_sid: str) -> list[dict[str, Any]]:
