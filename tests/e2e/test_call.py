@@ -121,7 +121,8 @@ def test_turns_are_in_redis(arctic_call, stack: Stack):
     turns = [json.loads(t) for t in r.lrange(turns_key, 0, -1)]
     assert [t["role"] for t in turns] == ["assistant", "user", "assistant"]
     assert all(t["text"] and t["started_at"] <= t["ended_at"] for t in turns)
-    call_key = next(k for k in keys if not k.endswith(":turns"))
+    call_key = f"sb:call:{result.call_sid}"
+    assert call_key in keys
     assert r.hget(call_key, "status") == "completed"
     assert r.hget(call_key, "from") == "+15550100001"
 
@@ -144,6 +145,30 @@ def test_leaking_sink_reply_is_on_topic(stack: Stack, caller_wav: Path):
     text = reply["text"].lower()
     on_topic = "?" in text or re.search(r"\b(book|schedul\w*|appointment|send|plumber|visit|come out|address)\b", text)
     assert on_topic, reply["text"]
+
+
+def test_four_concurrent_calls_all_get_full_replies(stack: Stack, caller_wav: Path, arctic_wav: Path):
+    """Issue 11: on the CPU default, concurrent calls (and their post-call extractions) used to cut
+    each other's LLM streams short. Four callers at once: every one gets a whole spoken answer."""
+
+    async def one(i: int) -> tuple[CallResult, dict]:
+        await asyncio.sleep(i * 0.7)
+        result = await SimulatedCall(stack.gateway_url).run(
+            caller_wav if i % 2 == 0 else arctic_wav, reply_timeout_s=240.0
+        )
+        return result, await fetch_call(stack.gateway_url, result.call_sid, wait_ended_s=15.0)
+
+    async def go() -> list[tuple[CallResult, dict]]:
+        return list(await asyncio.gather(*(one(i) for i in range(4))))
+
+    for result, record in asyncio.run(go()):
+        kinds = [t.get("reply_id", "").split("-")[0] for t in record["turns"] if t["role"] == "assistant"]
+        assert "apology" not in kinds, record["turns"]
+        users = [t for t in record["turns"] if t["role"] == "user"]
+        assert users and not any(t.get("unanswered") for t in users), record["turns"]
+        _, reply = user_and_reply(record)
+        assert reply["text"].strip() and not reply["interrupted"] and reply["status"] == "completed", reply
+        assert result.reply_bytes > 0
 
 
 def _histogram_counts(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
