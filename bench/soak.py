@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,12 +115,12 @@ async def _one_call(url: str, n: int, lines: list[Line], barge: Line, timeout_s:
     return placed
 
 
-async def _caller(url: str, index: int, deadline: float, lines: list[Line], barge: Line, out: list[Placed]) -> None:
-    n = index
+async def _caller(
+    url: str, index: int, deadline: float, lines: list[Line], barge: Line, out: list[Placed], seq: Iterator[int]
+) -> None:
     await asyncio.sleep(index * 3.0)  # stagger: callers do not speak in lock-step
     while time.monotonic() < deadline:
-        out.append(await _one_call(url, n, lines, barge, timeout_s=120.0))
-        n += 1
+        out.append(await _one_call(url, next(seq), lines, barge, timeout_s=120.0))
 
 
 def ledger(placed: list[Placed], hooks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -183,7 +185,8 @@ async def soak(stack: Stack, calls: int, minutes: float, idle_s: float) -> dict[
     placed: list[Placed] = []
     t0 = time.monotonic()
     deadline = t0 + minutes * 60
-    await asyncio.gather(*(_caller(stack.gateway_url, i, deadline, lines, barge, placed) for i in range(calls)))
+    seq = itertools.count()  # call number across callers: every 5th drops, every 7th is silent
+    await asyncio.gather(*(_caller(stack.gateway_url, i, deadline, lines, barge, placed, seq) for i in range(calls)))
     load_s = time.monotonic() - t0
     snaps.append(snapshot(stack, "end"))
     hooks = await _settle(stack, placed, timeout_s=max(idle_s, 120.0))
@@ -205,22 +208,19 @@ def _print(report: dict[str, Any]) -> None:
     rows = [
         ("concurrent calls × minutes", f"{report['concurrent_calls']} × {report['minutes']}"),
         ("calls placed (script/drop/silent)", f"{report['calls_placed']} {report['kinds']}"),
-        (
-            "caller turns answered",
-            f"{report['answered_turns']}/{report['caller_turns']} ({report['answered_ratio']:.1%})",
-        ),
+        ("caller turns answered", f"{report['answered_turns']}/{report['caller_turns']}"),
+        ("answered-turn ratio", f"{report['answered_ratio']:.1%}"),
         ("calls completed", f"{report['calls_completed']}/{report['calls_placed']}"),
         ("call.completed webhooks", f"{report['webhooks_delivered']}/{report['calls_placed']}"),
         ("extractions done/failed", f"{report['extraction']['done']}/{report['extraction']['failed']}"),
     ]
-    width = max(len(r[0]) for r in rows)
-    out = [f"{k:<{width}}  {v}" for k, v in rows]
     snaps = report["snapshots"]
     for name in snaps[0]["rss_mib"]:
         rss = " → ".join(f"{s['rss_mib'].get(name, 0):.0f}" for s in snaps)
         fds = " → ".join(str(s["fds"].get(name, 0)) for s in snaps)
-        out.append(f"{name + ' RSS MiB / fds (start→end→idle)':<{width}}  {rss}  /  {fds}")
-    log.info("soak result\n%s", "\n".join(out))
+        rows.append((f"{name}: RSS MiB, fds (start → end → idle)", f"{rss};  {fds}"))
+    width = max(len(r[0]) for r in rows)
+    log.info("soak result\n%s", "\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 
 
 def main() -> int:
