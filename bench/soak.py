@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from bench.load import BARGE_IN_LINE, SCRIPT, CallOutcome, Line, _barge_in, _speak_and_wait, synthesize_lines
+from bench.load import BARGE_IN_LINE, SCRIPT, CallOutcome, Line, _barge_in, _say, _speak_and_wait, synthesize_lines
 from shared.config import PROJECT_ROOT
 from tools.stack import Ports, Stack
 from tools.twilio_sim import SimulatedCall
@@ -97,9 +97,12 @@ async def _one_call(url: str, n: int, lines: list[Line], barge: Line, timeout_s:
             await _speak_and_wait(call, line, timeout_s)
         if kind == "drop":
             placed.lines_spoken += 1
-            call.say(lines[-1].frames)
+            before = len(call.result.marks_received)
+            await _say(call, lines[-1])
             await call.wait_until(
-                lambda: call.result.reply_first_audio_at is not None, timeout_s, "a reply to hang up on"
+                lambda: any(m.startswith("reply") for m in call.result.marks_received[before:]),
+                timeout_s,
+                "a reply to hang up on",
             )
             await asyncio.sleep(0.5)
             await call.close()  # the caller hangs up while the agent talks: no `stop`
@@ -127,7 +130,7 @@ def ledger(placed: list[Placed], hooks: list[dict[str, Any]]) -> dict[str, Any]:
     """Answered turns, completed calls and delivered webhooks from the ``call.completed`` bodies."""
     completed = {b["call_sid"]: b for b in hooks if b.get("event") == "call.completed"}
     spoken = answered = 0
-    unanswered: list[str] = []
+    unanswered: list[dict[str, Any]] = []
     for p in placed:
         spoken += p.lines_spoken
         body = completed.get(p.call_sid)
@@ -141,8 +144,8 @@ def ledger(placed: list[Placed], hooks: list[dict[str, Any]]) -> dict[str, Any]:
                 got += 1 if str(nxt.get("text") or nxt.get("full_text") or "").strip() else 0
         got = min(got, p.lines_spoken)
         answered += got
-        if got < p.lines_spoken:
-            unanswered.append(p.call_sid)
+        if got < p.lines_spoken:  # kept whole, to read what happened
+            unanswered.append({"placed": asdict(p), "turns": turns, "status": body.get("status") if body else None})
     return {
         "calls_placed": len(placed),
         "calls_completed": sum(1 for p in placed if completed.get(p.call_sid, {}).get("status") == "completed"),
@@ -153,7 +156,8 @@ def ledger(placed: list[Placed], hooks: list[dict[str, Any]]) -> dict[str, Any]:
         "caller_errors": [p.error for p in placed if p.error],
         "calls_with_unanswered_turns": unanswered,
         "extraction": {
-            s: sum(1 for b in completed.values() if b.get("extraction_status") == s) for s in ("done", "failed")
+            s: sum(1 for b in completed.values() if b.get("extraction_status") == s)
+            for s in ("done", "failed", "skipped")
         },
     }
 
@@ -165,14 +169,24 @@ async def _webhooks(stack: Stack) -> list[dict[str, Any]]:
         return list(resp.json())
 
 
-async def _settle(stack: Stack, placed: list[Placed], timeout_s: float) -> list[dict[str, Any]]:
-    """Wait until every placed call's ``call.completed`` arrived (extraction may hold it)."""
-    deadline = time.monotonic() + timeout_s
+async def _settle(stack: Stack, placed: list[Placed], stall_s: float) -> tuple[list[dict[str, Any]], float]:
+    """Wait until every placed call's ``call.completed`` arrived, or none arrived for ``stall_s``.
+
+    The events wait for the post-call extraction, which yields to live calls on the one-slot CPU
+    LLM (``GATEWAY_EXTRACTION_DEFER_S``): under continuous load they queue and go out after it.
+
+    Returns:
+        The webhook bodies and how long the wait took, seconds.
+    """
+    t0 = last_progress = time.monotonic()
+    seen = -1
     while True:
         hooks = await _webhooks(stack)
         got = {b.get("call_sid") for b in hooks if b.get("event") == "call.completed"}
-        if all(p.call_sid in got for p in placed) or time.monotonic() > deadline:
-            return hooks
+        if all(p.call_sid in got for p in placed) or time.monotonic() - last_progress > stall_s:
+            return hooks, time.monotonic() - t0
+        if len(got) != seen:
+            seen, last_progress = len(got), time.monotonic()
         await asyncio.sleep(2.0)
 
 
@@ -186,10 +200,20 @@ async def soak(stack: Stack, calls: int, minutes: float, idle_s: float) -> dict[
     t0 = time.monotonic()
     deadline = t0 + minutes * 60
     seq = itertools.count()  # call number across callers: every 5th drops, every 7th is silent
+    rss_series: list[dict[str, Any]] = []
+
+    async def sample() -> None:
+        while True:
+            await asyncio.sleep(60)
+            snap = snapshot(stack, "load")
+            rss_series.append({"minute": len(rss_series) + 1, "calls": len(placed), "rss_mib": snap.rss_mib})
+
+    sampler = asyncio.create_task(sample())
     await asyncio.gather(*(_caller(stack.gateway_url, i, deadline, lines, barge, placed, seq) for i in range(calls)))
+    sampler.cancel()
     load_s = time.monotonic() - t0
     snaps.append(snapshot(stack, "end"))
-    hooks = await _settle(stack, placed, timeout_s=max(idle_s, 120.0))
+    hooks, settle_s = await _settle(stack, placed, stall_s=180.0)
     await asyncio.sleep(idle_s)
     snaps.append(snapshot(stack, "idle"))
     report = ledger(placed, hooks)
@@ -197,6 +221,8 @@ async def soak(stack: Stack, calls: int, minutes: float, idle_s: float) -> dict[
         concurrent_calls=calls,
         minutes=minutes,
         load_seconds=round(load_s, 1),
+        webhooks_settled_seconds=round(settle_s, 1),
+        rss_per_minute=rss_series,
         warm_up_call=asdict(warm),
         kinds={k: sum(1 for p in placed if p.kind == k) for k in ("script", "drop", "silent")},
         snapshots=[asdict(s) for s in snaps],
@@ -212,7 +238,8 @@ def _print(report: dict[str, Any]) -> None:
         ("answered-turn ratio", f"{report['answered_ratio']:.1%}"),
         ("calls completed", f"{report['calls_completed']}/{report['calls_placed']}"),
         ("call.completed webhooks", f"{report['webhooks_delivered']}/{report['calls_placed']}"),
-        ("extractions done/failed", f"{report['extraction']['done']}/{report['extraction']['failed']}"),
+        ("extractions done/failed/skipped", "/".join(str(v) for v in report["extraction"].values())),
+        ("webhooks settled after the load", f"{report['webhooks_settled_seconds']:.0f} s"),
     ]
     snaps = report["snapshots"]
     for name in snaps[0]["rss_mib"]:
