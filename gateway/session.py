@@ -368,8 +368,7 @@ class CallSession(CallControl):
 
     def _on_speech_started(self) -> None:
         self._last_activity = time.monotonic()
-        self._reprompted = False
-        self._owed_answer = False
+        self._reprompted = False  # (an owed answer stays owed until one is given: noise answers nothing)
         if self.machine.state is State.SPEAKING:
             return  # over the agent: only GATEWAY_BARGE_IN_MIN_MS of speech (or words) interrupts
         self._handle_speech_started()
@@ -458,8 +457,6 @@ class CallSession(CallControl):
         reply.acked.add(name)
         if name == reply.end_mark:
             self._last_activity = time.monotonic()
-            if reply.reply_id.startswith("reply-"):
-                self._owed_answer = False
             self.machine.handle(Event.REPLY_FINISHED)
             self._persist_state()
             self._record_reply(reply, status="completed")
@@ -467,6 +464,8 @@ class CallSession(CallControl):
                 self._spawn(after(), "after-reply")
 
     def _on_reply_started(self, reply_id: str) -> None:
+        if reply_id.startswith("reply-"):  # the caller is being answered: no longer owed one
+            self._owed_answer = False
         reply = self._replies.get(reply_id)
         if reply is not None and reply is self._current_reply:
             self.machine.handle(Event.REPLY_AUDIO_STARTED)
