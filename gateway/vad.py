@@ -17,6 +17,10 @@ FRAME_SAMPLES = 512
 """Samples per VAD frame at 16 kHz (32 ms)."""
 FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE_HZ
 CONTEXT_SAMPLES = 64
+SILENT_PEAK = 4 / 32768
+"""A frame whose every sample is within ±3 LSB (PCM16; below −80 dBFS) is digital silence: what a
+line sends while the caller is muted or their phone suppresses noise (μ-law 0xFF), after the
+resampler's rounding. Such a frame scores 0 without running the model."""
 
 
 def default_model_path() -> Path:
@@ -47,7 +51,14 @@ class SileroVAD:
 
 class VADStream:
     """Per-call VAD state: feed PCM16 at 16 kHz in any chunk size, get one speech probability
-    per completed 512-sample frame."""
+    per completed 512-sample frame.
+
+    Digital silence (see :data:`SILENT_PEAK`) is not fed to the model: after seconds of the ±1 LSB
+    pattern that resampled μ-law silence becomes, the LSTM state drifts so that, at some frame
+    phases, the onset of the next utterance scores 0.2-0.45 and its first words are lost ("He
+    turned sharply..." heard as "and sharply..."; ``tests/unit/test_vad_silence.py``). Skipping
+    those frames keeps the state where real audio left it, and saves the model call.
+    """
 
     def __init__(self, vad: SileroVAD) -> None:
         self._session = vad.session
@@ -67,6 +78,10 @@ class VADStream:
         n = audio.size // FRAME_SAMPLES
         for i in range(n):
             frame = audio[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
+            if np.abs(frame).max() < SILENT_PEAK:
+                self._context = frame[-CONTEXT_SAMPLES:]
+                out.append(((frame * 32768.0).astype(np.int16), 0.0))
+                continue
             x = np.concatenate([self._context, frame])[None, :]
             prob, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
             self._context = frame[-CONTEXT_SAMPLES:]
