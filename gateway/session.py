@@ -489,10 +489,15 @@ class CallSession(CallControl):
         """Caller spoke over the agent: clear Twilio's buffer, stop LLM/TTS, keep only heard words.
 
         ``at_ms``: stream time (ms of caller audio since the call started) when the barge-in rule fired.
+        The cancelled reply is given a moment (bounded) to commit its exchange, so the caller's turn
+        is recorded before the interrupted answer to it, never after.
         """
+        task = self._reply_task
         self._cancel_reply()
         if self.playback is not None:
             await self.playback.clear()
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=1.0)
         reply = self._current_reply
         if reply is not None:
             self._record_reply(reply, status="interrupted", barge_in_stream_ms=at_ms)

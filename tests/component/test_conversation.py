@@ -81,8 +81,11 @@ def test_barge_in_clears_audio_and_history_keeps_only_heard_words(gateway, fake_
         return call, speech_start
 
     call, speech_start = asyncio.run(scenario())
-    stored = [t for t in turns(speech_stack.redis_url, call.call_sid) if t.get("interrupted")]
+    record = turns(speech_stack.redis_url, call.call_sid)
+    stored = [t for t in record if t.get("interrupted")]
     assert stored
+    said = [i for i, t in enumerate(record) if t["role"] == "user" and "sink" in t["text"].lower()]
+    assert said and said[0] < record.index(stored[0]), record  # the turn, then the answer it interrupted
     # In stream time (the gateway's own record of where in the caller's audio the rule fired, so
     # the wall-clock delivery of `clear` on a loaded box does not count): at least
     # GATEWAY_BARGE_IN_MIN_MS of caller audio had arrived, and the rule fired no later than one VAD
