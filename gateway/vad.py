@@ -78,13 +78,12 @@ class VADStream:
         n = audio.size // FRAME_SAMPLES
         for i in range(n):
             frame = audio[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES]
-            if np.abs(frame).max() < SILENT_PEAK:
-                self._context = frame[-CONTEXT_SAMPLES:]
-                out.append(((frame * 32768.0).astype(np.int16), 0.0))
-                continue
-            x = np.concatenate([self._context, frame])[None, :]
-            prob, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
+            prob = 0.0
+            if np.abs(frame).max() >= SILENT_PEAK:  # digital silence is not fed to the model
+                x = np.concatenate([self._context, frame])[None, :]
+                result, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
+                prob = float(np.asarray(result).reshape(-1)[0])
             self._context = frame[-CONTEXT_SAMPLES:]
-            out.append(((frame * 32768.0).astype(np.int16), float(np.asarray(prob).reshape(-1)[0])))
+            out.append(((frame * 32768.0).astype(np.int16), prob))
         self._pending = audio[n * FRAME_SAMPLES :]
         return out

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 
 from gateway.endpointing import Endpointer, SpeechEnded
-from gateway.vad import SileroVAD
-from shared.audio import TELEPHONY_RATE_HZ, Resampler, ulaw_decode
+from gateway.vad import FRAME_MS as VAD_FRAME_MS
+from gateway.vad import FRAME_SAMPLES, SileroVAD
+from gateway.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
+from shared.audio import FRAME_MS, TELEPHONY_RATE_HZ, Resampler, ulaw_decode
 from tools.twilio_sim import SILENCE_FRAME, caller_frames
-
-FRAME_MS = 20
-VAD_RATE_HZ = 16000
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def vad() -> SileroVAD:
 def utterances(vad: SileroVAD, frames: list[bytes]) -> list[SpeechEnded]:
     """The gateway's listening path: μ-law frames → PCM16 → 16 kHz → Silero → endpointer."""
     stream, rs = vad.stream(), Resampler(TELEPHONY_RATE_HZ, VAD_RATE_HZ)
-    ep = Endpointer(threshold=0.5, silence_ms=1500, min_speech_ms=250, pre_roll_ms=200, frame_ms=32)
+    ep = Endpointer(threshold=0.5, silence_ms=1500, min_speech_ms=250, pre_roll_ms=200, frame_ms=VAD_FRAME_MS)
     out = []
     for f in frames:
         for frame, prob in stream.process(rs.process(ulaw_decode(f))):
@@ -48,8 +47,8 @@ def test_first_words_survive_a_long_digital_silence(vad, arctic_wav, lead):
 
 def test_digital_silence_scores_zero_and_real_quiet_noise_is_still_scored(vad):
     stream = vad.stream()
-    silent = stream.process(np.zeros(512 * 4, dtype=np.int16) + np.array([1, -1] * 1024, dtype=np.int16))
+    silent = stream.process(np.array([1, -1] * (FRAME_SAMPLES * 2), dtype=np.int16))  # ±1 LSB
     assert [p for _, p in silent] == [0.0] * 4
-    noise = np.random.default_rng(0).normal(0, 30, 512 * 4).astype(np.int16)
+    noise = np.random.default_rng(0).normal(0, 30, FRAME_SAMPLES * 4).astype(np.int16)
     scored = [p for _, p in vad.stream().process(noise)]
     assert len(scored) == 4 and all(0.0 < p < 0.5 for p in scored)
