@@ -1,8 +1,8 @@
 """Composition root of the gateway: clients, Redis, VAD and the webhook sender on ``app.state``.
 
 With ``GATEWAY_DATABASE_ENABLED`` (the default) the lifespan also migrates the database and starts
-the webhook outbox dispatcher and the post-call worker (:class:`gateway.lifecycle.DatabaseRuntime`);
-its :class:`~gateway.lifecycle.DatabaseHooks` replace the settings-only hooks.
+the webhook outbox dispatcher and the post-call worker (:class:`gateway.after_call.lifecycle.DatabaseRuntime`);
+its :class:`~gateway.after_call.lifecycle.DatabaseHooks` replace the settings-only hooks.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from fastapi import FastAPI
 
 from gateway.admin import routers as admin_routers
 from gateway.config import GatewaySettings
-from gateway.pipeline import router as pipeline_router
-from gateway.routes import router
+from gateway.telephony.routes import router as telephony_router
 from shared.metrics import mount_metrics
 
 
@@ -28,19 +27,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         import httpx
         from redis.asyncio import Redis
 
-        from gateway.hooks import CallHooks, SettingsHooks
-        from gateway.llm import LLMClient
-        from gateway.session import Deps
-        from gateway.smart_turn import SmartTurn
-        from gateway.store import CallStore
-        from gateway.telephony import TwilioCalls
-        from gateway.vad import SileroVAD
-        from gateway.webhook import WebhookSender
-        from shared.clients import STTClient, TTSClient
+        from gateway.after_call.webhook import WebhookSender
+        from gateway.agents.profile import CallHooks, SettingsHooks
+        from gateway.conversation.session import Deps
+        from gateway.conversation.smart_turn import SmartTurn
+        from gateway.conversation.store import CallStore
+        from gateway.conversation.vad import SileroVAD
+        from gateway.telephony.rest import TwilioCalls
+        from gateway.upstream.llm import LLMClient
+        from gateway.upstream.speech import STTClient, TTSClient
 
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        from gateway.orphans import CallSweeper, new_gateway_id, sweep_database
-        from gateway.stream_auth import StreamTokens
+        from gateway.after_call.orphans import CallSweeper, new_gateway_id, sweep_database
+        from gateway.telephony.signature import StreamTokens
 
         # Bounded commands: a hung Redis fails a write (the call's writer retries) instead of
         # hanging the call; health checks find a restarted Redis again.
@@ -70,7 +69,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         hooks: CallHooks = SettingsHooks(settings, webhooks)
         db_runtime = None
         if settings.database_enabled:  # agents, calls and signed webhooks from the database
-            from gateway.lifecycle import DatabaseRuntime
+            from gateway.after_call.lifecycle import DatabaseRuntime
 
             db_runtime = await DatabaseRuntime.start(settings)
             hooks = db_runtime.hooks
@@ -123,9 +122,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(title="Switchboard gateway", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.db_runtime = None
-    app.include_router(router)
-    app.include_router(pipeline_router)
+    app.include_router(telephony_router)
     for admin_router in admin_routers:
         app.include_router(admin_router)
     mount_metrics(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Liveness."""
+        return {"status": "ok"}
+
     return app

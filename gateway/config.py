@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from gateway.interruptions import DEFAULT_BACKCHANNELS
+from gateway.conversation.interruptions import DEFAULT_BACKCHANNELS
 from services.llm.config import DEFAULT_MODEL_ID
 from shared.config import PROJECT_ROOT, ServiceSettings
 
@@ -210,7 +210,7 @@ class GatewaySettings(ServiceSettings):
     (Twilio sends 20 ms: 160 bytes)."""
     stream_token_ttl_s: int = 120
     """How long the stream token issued by the voice webhook stays valid, seconds (see
-    ``gateway/stream_auth.py``; checked when ``GATEWAY_TWILIO_AUTH_TOKEN`` is set)."""
+    ``gateway/telephony/signature.py``; checked when ``GATEWAY_TWILIO_AUTH_TOKEN`` is set)."""
     heartbeat_ttl_s: float = 10.0
     """A gateway whose Redis heartbeat is older than this is dead: its calls are finished as
     ``gateway-lost`` by the other gateways (or by it, when it restarts), seconds."""

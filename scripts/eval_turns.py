@@ -1,7 +1,7 @@
 """Compare end-of-turn strategies: silence-only endpointing vs Smart Turn v3 (``make eval-turns``).
 
 Each recording goes through the phone path (8 kHz μ-law round trip, 16 kHz resampling, Silero
-VAD) into :class:`gateway.endpointing.Endpointer` exactly as the gateway runs it; for Smart Turn,
+VAD) into :class:`gateway.conversation.endpointing.Endpointer` exactly as the gateway runs it; for Smart Turn,
 each ``PauseDetected`` is scored by the real model and the turn is committed at ≥ 0.5.
 
 Two sets:
@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.endpointing import Endpointer, PauseDetected, SpeechEnded
-from gateway.smart_turn import SmartTurn
-from gateway.vad import SileroVAD
+from gateway.conversation.endpointing import Endpointer, PauseDetected, SpeechEnded
+from gateway.conversation.smart_turn import SmartTurn
+from gateway.conversation.vad import SileroVAD
 from shared.audio import Resampler, float_to_pcm16, read_audio, resample, ulaw_decode, ulaw_encode
 from shared.config import models_dir
 

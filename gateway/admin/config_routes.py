@@ -1,6 +1,6 @@
 """Admin API: agents, phone numbers and keyword corrections (CRUD).
 
-Every write tells the gateway's call hooks (:meth:`~gateway.lifecycle.DatabaseHooks.invalidate`),
+Every write tells the gateway's call hooks (:meth:`~gateway.after_call.lifecycle.DatabaseHooks.invalidate`),
 so the next call reads the number → agent map again instead of the cached one.
 """
 

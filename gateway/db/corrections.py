@@ -1,6 +1,6 @@
-"""Keyword corrections with literal and regex rules, drop-in for :class:`gateway.corrections.Corrections`.
+"""Keyword corrections with literal and regex rules, drop-in for :class:`gateway.conversation.corrections.Corrections`.
 
-Literal rules behave exactly as :class:`~gateway.corrections.Corrections` (whole word,
+Literal rules behave exactly as :class:`~gateway.conversation.corrections.Corrections` (whole word,
 case-insensitive, whitespace-tolerant, longest pattern first, one pass). Regex rules are then
 applied in order, each case-insensitive and anchored to word boundaries (``(?<!\\w)(?:…)(?!\\w)``);
 their replacements may use groups (``\\1``, ``\\g<name>``).
@@ -29,7 +29,7 @@ from typing import Any
 
 import regex
 
-from gateway.corrections import Corrections
+from gateway.conversation.corrections import Corrections
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from dbtest_support import free_port
 
+from gateway.after_call.lifecycle import DatabaseHooks
+from gateway.agents.profile import CallSummary
 from gateway.config import GatewaySettings
 from gateway.db.engine import Database
-from gateway.hooks import CallSummary
-from gateway.lifecycle import DatabaseHooks
 
 ADMIN_KEY = "test-admin-key-5f2c9a"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}

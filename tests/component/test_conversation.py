@@ -29,8 +29,8 @@ LONG_REPLY = (
 
 def voiced_threshold_ms(frames: list[bytes], threshold_ms: int) -> int:
     """Caller audio (ms) after which the endpointer has seen ``threshold_ms`` of voiced frames."""
-    from gateway.endpointing import Endpointer
-    from gateway.vad import SileroVAD
+    from gateway.conversation.endpointing import Endpointer
+    from gateway.conversation.vad import SileroVAD
     from shared.audio import Resampler, ulaw_decode
 
     vad, rs, ep = SileroVAD().stream(), Resampler(8000, 16000), Endpointer()

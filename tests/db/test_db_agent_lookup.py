@@ -13,11 +13,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
+from gateway.after_call.lifecycle import DatabaseHooks
+from gateway.agents.profile import AgentProfile
 from gateway.config import GatewaySettings
 from gateway.db.engine import Database
 from gateway.db.repos import AgentRepo, NumberRepo
-from gateway.hooks import AgentProfile
-from gateway.lifecycle import DatabaseHooks
 
 NUMBER = "+15550100002"
 BURST = 20

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.after_call.lifecycle import DatabaseHooks
 from gateway.config import GatewaySettings
-from gateway.corrections import Corrections
+from gateway.conversation.corrections import Corrections
 from gateway.db.corrections import Rule, RuleCorrections
 from gateway.db.engine import Database
 from gateway.db.repos import AgentRepo, CorrectionRepo, NumberRepo
-from gateway.lifecycle import DatabaseHooks
 
 
 def test_literal_rules_are_whole_word_case_insensitive_and_whitespace_tolerant() -> None:

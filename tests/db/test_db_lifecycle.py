@@ -10,14 +10,14 @@ import numpy as np
 import soundfile as sf
 from sqlalchemy import select
 
+from gateway.after_call.extraction import CallDetails, ExtractionResult
+from gateway.after_call.lifecycle import DatabaseHooks, PostCallWorker, render_prompt
+from gateway.agents.profile import AgentProfile, CallSummary
 from gateway.config import GatewaySettings
 from gateway.db.calls import CallRepo
 from gateway.db.engine import Database
 from gateway.db.models import OutboxEvent
 from gateway.db.repos import AgentRepo, NumberRepo
-from gateway.extraction import CallDetails, ExtractionResult
-from gateway.hooks import AgentProfile, CallSummary
-from gateway.lifecycle import DatabaseHooks, PostCallWorker, render_prompt
 
 ACME = {
     "name": "Acme Plumbing",
@@ -206,7 +206,7 @@ async def test_many_calls_ending_at_once_are_all_kept(db: Database, tmp_path) ->
 
     import httpx
 
-    from gateway.outbox import OutboxDispatcher, OutboxPolicy
+    from gateway.after_call.outbox import OutboxDispatcher, OutboxPolicy
 
     await add_acme(db)
     async with httpx.AsyncClient() as client:

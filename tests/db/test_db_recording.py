@@ -7,7 +7,7 @@ import io
 import numpy as np
 import soundfile as sf
 
-from gateway.recording import CallRecorder
+from gateway.conversation.recording import CallRecorder
 from shared.audio import ulaw_decode, ulaw_encode
 
 RATE = 8000

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI
 
-from gateway.llm import LLMClient
+from gateway.upstream.llm import LLMClient
 from services.llm.config import DEFAULT_MODEL_ID, LLMSettings
 from tools.stack import Ports, Stack
 

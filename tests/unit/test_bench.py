@@ -10,7 +10,7 @@ import pytest
 from bench.llm_standin import Calibration, Engine, Replies, create_app, tokenize
 from bench.load import CallOutcome
 from bench.report import capacity_at, summarize
-from gateway.llm import LLMClient
+from gateway.upstream.llm import LLMClient
 from tests.component.fakes import ServerThread
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from gateway.call_record import CallRecord, RecordWriter
-from gateway.stream_auth import StreamTokens, stream_signing_url
-from gateway.tasks import TaskScope
+from gateway.conversation.record import CallRecord, RecordWriter
+from gateway.conversation.tasks import TaskScope
+from gateway.telephony.signature import StreamTokens, stream_signing_url
 
 
 async def _swallows_cancel(times: int, started: asyncio.Event, release: list[bool] | None = None) -> None:

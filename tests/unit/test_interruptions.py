@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.interruptions import DEFAULT_BACKCHANNELS, is_backchannel
+from gateway.conversation.interruptions import DEFAULT_BACKCHANNELS, is_backchannel
 
 
 @pytest.mark.parametrize("text", ["Mm-hm.", "yeah", "Okay.", "Yeah, okay, right.", "uh huh", "", "Got it, thanks."])

@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gateway.extraction import Extractor
-from gateway.llm import LLMClient
-from gateway.tools import ToolCall
+from gateway.after_call.extraction import Extractor
+from gateway.conversation.llm_tools import ToolCall
+from gateway.upstream.llm import LLMClient
 from shared.errors import UpstreamError
 from tests.component.fakes import ServerThread
 

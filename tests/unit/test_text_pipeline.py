@@ -1,7 +1,7 @@
 """Keyword corrections and the streaming sentence splitter."""
 
-from gateway.corrections import Corrections
-from gateway.sentences import SentenceSplitter
+from gateway.conversation.corrections import Corrections
+from gateway.conversation.sentences import SentenceSplitter
 
 
 def test_corrections_whole_word_case_insensitive():

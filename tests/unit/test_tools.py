@@ -1,6 +1,6 @@
 """Tool-call parsing from both wire forms."""
 
-from gateway.tools import HermesTextParser, ToolCall, ToolCallAccumulator, openai_tools
+from gateway.conversation.llm_tools import HermesTextParser, ToolCall, ToolCallAccumulator, openai_tools
 
 
 def feed(parser: HermesTextParser, deltas: list[str]) -> tuple[str, list[ToolCall]]:

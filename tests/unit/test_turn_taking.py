@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from gateway.endpointing import Endpointer, SpeechEnded, SpeechStarted
-from gateway.turns import Action, Event, State, TurnMachine
-from gateway.vad import FRAME_SAMPLES, SileroVAD
+from gateway.conversation.endpointing import Endpointer, SpeechEnded, SpeechStarted
+from gateway.conversation.turns import Action, Event, State, TurnMachine
+from gateway.conversation.vad import FRAME_SAMPLES, SileroVAD
 from shared.audio import Resampler, float_to_pcm16, read_audio, ulaw_decode, ulaw_encode
 
 FRAME = np.ones(512, dtype=np.int16)
@@ -117,7 +117,7 @@ def test_endpointer_on_real_speech_finds_one_utterance(vad, arctic_wav):
 
 
 def test_pause_detected_once_per_pause_then_commit_ends_turn():
-    from gateway.endpointing import PauseDetected
+    from gateway.conversation.endpointing import PauseDetected
 
     ep = Endpointer(threshold=0.5, silence_ms=1500, min_speech_ms=64, frame_ms=32, check_ms=192)
     events = run(ep, [0.9] * 10 + [0.0] * 10)
@@ -130,7 +130,7 @@ def test_pause_detected_once_per_pause_then_commit_ends_turn():
 
 
 def test_new_speech_makes_a_pause_stale():
-    from gateway.endpointing import PauseDetected
+    from gateway.conversation.endpointing import PauseDetected
 
     ep = Endpointer(threshold=0.5, silence_ms=1500, min_speech_ms=64, frame_ms=32, check_ms=96)
     first = [e for e in run(ep, [0.9] * 5 + [0.0] * 4) if isinstance(e, PauseDetected)]

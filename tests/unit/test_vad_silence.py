@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.endpointing import Endpointer, SpeechEnded
-from gateway.vad import FRAME_MS as VAD_FRAME_MS
-from gateway.vad import FRAME_SAMPLES, SileroVAD
-from gateway.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
+from gateway.conversation.endpointing import Endpointer, SpeechEnded
+from gateway.conversation.vad import FRAME_MS as VAD_FRAME_MS
+from gateway.conversation.vad import FRAME_SAMPLES, SileroVAD
+from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
 from shared.audio import FRAME_MS, TELEPHONY_RATE_HZ, Resampler, ulaw_decode
 from tools.twilio_sim import SILENCE_FRAME, caller_frames
 

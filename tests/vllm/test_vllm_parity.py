@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.extraction import Extractor
-from gateway.llm import LLMClient
-from gateway.tools import ToolCall, openai_tools
+from gateway.after_call.extraction import Extractor
+from gateway.conversation.llm_tools import ToolCall, openai_tools
+from gateway.upstream.llm import LLMClient
 from tools.stack import free_port, http_healthy
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(600)]

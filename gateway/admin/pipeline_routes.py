@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from pydantic import BaseModel, Field
 
 from gateway.admin.auth import require_admin
-from gateway.hooks import AgentProfile
+from gateway.agents.profile import AgentProfile
 from shared.audio import float_to_pcm16, read_audio, wav_bytes
 from shared.errors import UpstreamError
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.after_call.webhook import WebhookSender
 from gateway.config import GatewaySettings
-from gateway.corrections import Corrections
-from gateway.webhook import WebhookSender
+from gateway.conversation.corrections import Corrections
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from datetime import UTC as _UTC
 from typing import Any
 
-from gateway.hooks import CallHooks, CallSummary
+from gateway.agents.profile import CallHooks, CallSummary
+from gateway.conversation.store import CallStore
 from gateway.metrics import ERRORS, ORPHANS
-from gateway.store import CallStore
 
 log = logging.getLogger(__name__)
 

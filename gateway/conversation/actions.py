@@ -1,6 +1,6 @@
 """Call control: what happens after the agent speaks (tools, hang-up, transfer) and on silence.
 
-A mixin of :class:`gateway.session.CallSession`, split out by responsibility; the attributes and
+A mixin of :class:`gateway.conversation.session.CallSession`, split out by responsibility; the attributes and
 methods it relies on are declared below and provided by the session.
 """
 
@@ -13,23 +13,23 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from gateway.conversation.llm_tools import ToolCall
+from gateway.conversation.speaker import Reply
+from gateway.conversation.turns import State
 from gateway.metrics import ERRORS
-from gateway.speaker import Reply
-from gateway.tools import ToolCall
-from gateway.turns import State
 from shared.errors import UpstreamError
 
 if TYPE_CHECKING:
     from fastapi import WebSocket
 
+    from gateway.agents.profile import AgentProfile
     from gateway.config import GatewaySettings
-    from gateway.endpointing import Endpointer
-    from gateway.hooks import AgentProfile
-    from gateway.playback import Playback
-    from gateway.session import Deps
-    from gateway.turns import TurnMachine
+    from gateway.conversation.endpointing import Endpointer
+    from gateway.conversation.session import Deps
+    from gateway.conversation.turns import TurnMachine
+    from gateway.telephony.playback import Playback
 
-log = logging.getLogger("gateway.session")
+log = logging.getLogger("gateway.conversation.session")
 
 
 class CallControl:

@@ -1,6 +1,6 @@
 """Calls on top of the database: which agent answers, what is kept, and what happens after the call.
 
-:class:`DatabaseHooks` implements :class:`~gateway.hooks.CallHooks`:
+:class:`DatabaseHooks` implements :class:`~gateway.agents.profile.CallHooks`:
 
 * ``profile_for`` resolves the called number's agent (greeting, prompt + business facts, voice,
   global + agent corrections, transfer number, webhook) or, for an unknown number, the default
@@ -32,6 +32,9 @@ from typing import Any
 
 import httpx
 
+from gateway.after_call.extraction import Extractor
+from gateway.after_call.outbox import OutboxDispatcher, OutboxPolicy
+from gateway.agents.profile import AgentProfile, CallSummary
 from gateway.config import GatewaySettings
 from gateway.db.calls import CallRepo
 from gateway.db.corrections import Rule, RuleCorrections
@@ -39,10 +42,7 @@ from gateway.db.engine import Database
 from gateway.db.models import Agent, from_unix
 from gateway.db.outbox_repo import OutboxRepo
 from gateway.db.repos import AgentRepo, CorrectionRepo
-from gateway.extraction import Extractor
-from gateway.hooks import AgentProfile, CallSummary
 from gateway.metrics import ERRORS
-from gateway.outbox import OutboxDispatcher, OutboxPolicy
 from shared.audio import TELEPHONY_RATE_HZ, wav_bytes
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class _Directory:
 
 
 class DatabaseHooks:
-    """:class:`~gateway.hooks.CallHooks` backed by the database and the outbox.
+    """:class:`~gateway.agents.profile.CallHooks` backed by the database and the outbox.
 
     Args:
         settings: gateway settings (policy, default agent, data dir, recording and extraction switches).

@@ -1,11 +1,11 @@
 """One phone call over a Twilio Media Streams WebSocket.
 
-:class:`CallSession` owns every task of the call (a :class:`~gateway.tasks.TaskScope`, whose close
+:class:`CallSession` owns every task of the call (a :class:`~gateway.conversation.tasks.TaskScope`, whose close
 is bounded even when a library swallows a cancel): the receive loop, the outbound pacer, and one
 reply task at a time (STT → corrections → streamed LLM → sentence-by-sentence TTS → μ-law frames).
 Inbound audio is decoded (μ-law 8 kHz → PCM16 → 16 kHz), run through Silero VAD and the
-endpointer; the pure :class:`~gateway.turns.TurnMachine` decides what a speech start or end means.
-The call's record lives in memory and is mirrored to Redis (:mod:`gateway.call_record`). Hang-up
+endpointer; the pure :class:`~gateway.conversation.turns.TurnMachine` decides what a speech start or end means.
+The call's record lives in memory and is mirrored to Redis (:mod:`gateway.conversation.record`). Hang-up
 (``stop``, a closed socket, the agent hanging up, the max duration, SIGTERM) stops every task
 within ``GATEWAY_TASK_CLOSE_TIMEOUT_S``, closes the record and hands the call to the hooks
 (database row, ``call.completed``).
@@ -25,13 +25,22 @@ from typing import Any
 import numpy as np
 from fastapi import WebSocket, WebSocketDisconnect
 
-from gateway.call_control import CallControl
-from gateway.call_record import CallRecord, RecordWriter
+from gateway.agents.profile import AgentProfile, CallHooks, CallSummary
 from gateway.config import GatewaySettings
-from gateway.endpointing import Endpointer, PauseDetected, SpeechEnded, SpeechStarted
-from gateway.hooks import AgentProfile, CallHooks, CallSummary
-from gateway.interruptions import is_backchannel
-from gateway.llm import LLMClient
+from gateway.conversation.actions import CallControl
+from gateway.conversation.endpointing import Endpointer, PauseDetected, SpeechEnded, SpeechStarted
+from gateway.conversation.interruptions import is_backchannel
+from gateway.conversation.llm_tools import ToolCall, openai_tools
+from gateway.conversation.record import CallRecord, RecordWriter
+from gateway.conversation.recording import CallRecorder
+from gateway.conversation.smart_turn import SmartTurn
+from gateway.conversation.speaker import Reply, Speaker
+from gateway.conversation.store import CallStore
+from gateway.conversation.tasks import TaskScope
+from gateway.conversation.turns import Action, Event, State, TurnMachine
+from gateway.conversation.vad import FRAME_MS as VAD_FRAME_MS
+from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
+from gateway.conversation.vad import SileroVAD
 from gateway.metrics import (
     ABANDONED_TASKS,
     ACTIVE_CALLS,
@@ -43,22 +52,13 @@ from gateway.metrics import (
     STAGE_LATENCY,
     STREAMS_REFUSED,
 )
-from gateway.playback import Playback
-from gateway.recording import CallRecorder
-from gateway.smart_turn import SmartTurn
-from gateway.speaker import Reply, Speaker
-from gateway.store import CallStore
-from gateway.stream_auth import TOKEN_PARAMETER, StreamTokens
-from gateway.tasks import TaskScope
-from gateway.telephony import TwilioCalls
-from gateway.tools import ToolCall, openai_tools
-from gateway.turns import Action, Event, State, TurnMachine
-from gateway.vad import FRAME_MS as VAD_FRAME_MS
-from gateway.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
-from gateway.vad import SileroVAD
+from gateway.telephony.playback import Playback
+from gateway.telephony.rest import TwilioCalls
+from gateway.telephony.signature import TOKEN_PARAMETER, StreamTokens
+from gateway.upstream.llm import LLMClient
+from gateway.upstream.speech import STTClient, TTSClient
 from shared import twilio_media as tw
 from shared.audio import TELEPHONY_RATE_HZ, Resampler, ulaw_decode, wav_bytes
-from shared.clients import STTClient, TTSClient
 from shared.errors import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ class CallSession(CallControl):
         self._ended.set()
 
     async def _admit(self, event: tw.Start) -> bool:
-        """Is this stream the one the voice webhook answered for its CallSid (see gateway.stream_auth)?"""
+        """Is this stream the one the voice webhook answered for its CallSid (see gateway.telephony.signature)?"""
         sid = event.call_sid
         if self.deps.stream_tokens is not None:
             reason = self.deps.stream_tokens.verify(sid, event.custom_parameters.get(TOKEN_PARAMETER))

@@ -5,11 +5,11 @@ turn state, turns and actions; the database row and the ``call.completed`` webho
 it, so a Redis outage never loses a turn from them. :class:`RecordWriter` applies the record's
 changes to Redis in order. When a write fails (Redis down, restarted, or slow past the socket
 timeout) it stops replaying single operations and, once Redis answers again, writes the whole
-record at once (:meth:`~gateway.store.CallStore.replace_call`): a restarted Redis that kept nothing
+record at once (:meth:`~gateway.conversation.store.CallStore.replace_call`): a restarted Redis that kept nothing
 gets the turns spoken during the outage back, with no duplicates.
 
 It is stopped with a sentinel and a bounded wait (:meth:`RecordWriter.close`), never by relying on
-a cancel alone (see :mod:`gateway.tasks`).
+a cancel alone (see :mod:`gateway.conversation.tasks`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.conversation.store import CallStore
+from gateway.conversation.tasks import wait_bounded
 from gateway.metrics import ERRORS
-from gateway.store import CallStore
-from gateway.tasks import wait_bounded
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class CallRecord:
     actions: list[dict[str, Any]] = field(default_factory=list)
 
     def meta(self) -> dict[str, Any]:
-        """The Redis hash fields (see :mod:`gateway.store`)."""
+        """The Redis hash fields (see :mod:`gateway.conversation.store`)."""
         return {
             "call_sid": self.call_sid,
             "stream_sid": self.stream_sid,

@@ -9,7 +9,7 @@ import httpx
 import openai
 from openai import AsyncOpenAI
 
-from gateway.tools import HermesTextParser, ToolCall, ToolCallAccumulator
+from gateway.conversation.llm_tools import HermesTextParser, ToolCall, ToolCallAccumulator
 from shared.errors import UpstreamError
 
 

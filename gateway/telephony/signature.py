@@ -9,7 +9,7 @@ number of streams with any CallSid. So the voice webhook, which Twilio signs ove
 ``<Parameter>``; Twilio hands it back in the stream's ``start.customParameters`` and the session
 checks it before serving the call (:meth:`StreamTokens.verify`). Each token opens one stream
 (single use, in Redis) and a CallSid has one live stream at a time
-(:meth:`~gateway.store.CallStore.claim_stream`).
+(:meth:`~gateway.conversation.store.CallStore.claim_stream`).
 
 Tokens are stateless HMACs (any gateway process can check one another issued), keyed from the
 Twilio auth token: ``<expiry unix s>.<hex HMAC-SHA256("switchboard-stream\\0" + CallSid + "." + expiry)>``.
@@ -20,6 +20,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import Any
+
+from fastapi import Request, WebSocket
+from twilio.request_validator import RequestValidator
+
+from gateway.config import GatewaySettings
 
 TOKEN_PARAMETER = "SwitchboardToken"
 """Name of the TwiML ``<Parameter>`` carrying the token."""
@@ -91,3 +97,27 @@ class StreamTokens:
         if expires < (time.time() if now is None else now):
             return "expired"
         return None
+
+
+def public_url(settings: GatewaySettings, request: Request | WebSocket) -> str:
+    """The URL Twilio used for this request: ``GATEWAY_PUBLIC_URL`` + path, or the request's own."""
+    if settings.public_url:
+        url = settings.public_url.rstrip("/") + request.url.path
+        return url + (f"?{request.url.query}" if request.url.query else "")
+    return str(request.url)
+
+
+def signature_ok(settings: GatewaySettings, url: str, params: dict[str, Any], signature: str | None) -> bool:
+    """Validate ``X-Twilio-Signature`` (twilio's ``RequestValidator``); always true without a token."""
+    token = settings.twilio_auth_token.get_secret_value()
+    if not token:
+        return True
+    return bool(signature) and RequestValidator(token).validate(url, params, signature or "")
+
+
+def stream_url(settings: GatewaySettings, request: Request) -> str:
+    """``wss://host/twilio/stream`` (``ws://`` when the gateway itself is reached over plain http)."""
+    base = settings.public_url.rstrip("/") if settings.public_url else str(request.base_url).rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base.removeprefix("https://") + "/twilio/stream"
+    return "ws://" + base.removeprefix("http://") + "/twilio/stream"

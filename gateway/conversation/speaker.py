@@ -7,10 +7,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway.playback import Playback
-from gateway.sentences import SentenceSplitter
+from gateway.conversation.sentences import SentenceSplitter
+from gateway.telephony.playback import Playback
+from gateway.upstream.speech import TTSClient
 from shared.audio import TELEPHONY_RATE_HZ, Resampler, split_frames, ulaw_encode
-from shared.clients import TTSClient
 from shared.errors import UpstreamError
 
 

@@ -1,0 +1,1 @@
+"""Who answers a call: agent profiles, their resolution from the dialled number, the demo business's defaults."""

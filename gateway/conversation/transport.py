@@ -1,0 +1,137 @@
+"""The carrier seam: how a live call hears its caller and plays audio back, whatever the carrier.
+
+A :class:`Transport` is one caller connection (a Twilio Media Stream, later a browser). The
+conversation reads :data:`TransportEvent` s from it (audio in as PCM16 frames with their stream
+time, marks the caller's side has played, DTMF, text) and writes audio out as whole frames in the
+transport's :attr:`~Transport.output_format`, with named marks between them; ``clear`` drops
+everything queued (barge-in) ahead of any queued audio. The transport paces the audio itself and
+reports back through :class:`PlayoutHooks` (first frame of a reply sent, a mark played), so the
+conversation never calls down into a socket and the carrier never climbs back into the session.
+
+Shapes after LiveKit Agents' ``AudioOutput`` (``capture_frame`` / ``flush`` / ``clear_buffer``,
+playback events) and pipecat's transport/serializer split; Twilio's wire protocol stays in
+:mod:`gateway.telephony`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """What a transport plays: ``pcmu`` (G.711 μ-law, 1 byte a sample) or ``pcm16`` (LE), at ``sample_rate_hz``."""
+
+    encoding: Literal["pcmu", "pcm16"]
+    sample_rate_hz: int
+    frame_ms: int = 20
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes in one ``frame_ms`` frame (μ-law 8 kHz, 20 ms: 160)."""
+        width = 1 if self.encoding == "pcmu" else 2
+        return self.sample_rate_hz * self.frame_ms // 1000 * width
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    """The caller is connected. ``call_id`` names the call (Twilio: CallSid), ``stream_id`` the connection.
+
+    ``refused``: why the carrier will not serve this connection (a bad stream token), or ``None``.
+    """
+
+    call_id: str
+    stream_id: str
+    from_: str = ""
+    to: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class AudioIn:
+    """Caller audio: ``pcm16`` int16, shape (n,), mono at the transport's ``input_rate_hz``.
+
+    ``timestamp_ms``: where it starts in the caller's stream (ms since the stream began), when the
+    carrier says (Twilio's ``media.timestamp``); ``None`` otherwise.
+    """
+
+    pcm16: np.ndarray
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class MarkPlayed:
+    """The caller's side has played all audio queued before the mark ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class DigitPressed:
+    """A DTMF key (``0``-``9``, ``*``, ``#``)."""
+
+    digit: str
+
+
+@dataclass(frozen=True)
+class TextIn:
+    """Typed text from the caller (a browser's chat box), answered like an utterance."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class CallerLeft:
+    """The caller hung up (Twilio ``stop``); the connection is over."""
+
+
+TransportEvent = CallStarted | AudioIn | MarkPlayed | DigitPressed | TextIn | CallerLeft
+
+
+class PlayoutHooks(Protocol):
+    """What a transport tells the conversation about its outbound audio (called on the event loop)."""
+
+    def on_playout_started(self, reply_id: str, at: float) -> None:
+        """The first frame of ``reply_id`` left for the caller at ``at`` (``time.monotonic()``)."""
+
+    def on_frame_sent(self, audio: bytes, at: float) -> None:
+        """One frame (in the transport's output format) left for the caller at ``at`` (for the recording)."""
+
+
+class Transport(Protocol):
+    """One caller connection, as the conversation sees it (see the module docstring)."""
+
+    input_rate_hz: int
+    """Sample rate of :class:`AudioIn` (Twilio: 8000)."""
+    output_format: AudioFormat
+    """What :meth:`play` takes (Twilio: μ-law 8 kHz, 20 ms frames)."""
+
+    def bind(self, hooks: PlayoutHooks) -> None:
+        """Who hears about playout; called once, before :meth:`run_output`."""
+
+    async def receive(self) -> TransportEvent | None:
+        """The next event from the caller; ``None`` once the connection is closed. Malformed input is skipped."""
+
+    def play(self, audio: bytes, reply_id: str) -> None:
+        """Queue ``audio`` (whole frames of :attr:`output_format`) of reply ``reply_id`` for paced playout."""
+
+    def mark(self, name: str) -> None:
+        """Queue a mark after the audio queued so far; :class:`MarkPlayed` comes back once it is played."""
+
+    async def clear(self) -> None:
+        """Barge-in: drop all queued audio and marks, and stop what the caller's side is playing, now."""
+
+    @property
+    def pending(self) -> int:
+        """Frames and marks queued and not yet sent."""
+
+    async def run_output(self) -> None:
+        """Send queued audio in real time until cancelled (one of the call's tasks)."""
+
+    async def close(self, code: int = 1000) -> None:
+        """End the connection (hang-up from our side); idempotent, bounded."""
