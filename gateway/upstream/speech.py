@@ -1,11 +1,14 @@
-"""Async HTTP clients for the STT and TTS services; errors become :class:`UpstreamError`."""
+"""Async HTTP clients for the STT and TTS services; errors become :class:`UpstreamError`.
+
+The call's streamed synthesis (the TTS WebSocket) is in :mod:`gateway.upstream.tts_stream`;
+:class:`TTSClient` here serves whole texts (the admin pipeline).
+"""
 
 from __future__ import annotations
 
 import httpx
 import numpy as np
 
-from shared.audio import wav_bytes
 from shared.errors import UpstreamError
 
 
@@ -24,7 +27,9 @@ async def _post(
 
 
 class STTClient:
-    """Client of ``POST /v1/audio/transcriptions`` (OpenAI-compatible).
+    """Client of the STT service's hot path, ``POST /v1/audio/transcriptions/raw``: the body is raw
+    PCM16 LE mono, the rate and language are query parameters (no WAV, no multipart); see
+    :func:`services.stt.routes.transcriptions_raw`. Satisfies :class:`gateway.conversation.deps.SpeechToText`.
 
     Args:
         client: shared ``httpx.AsyncClient``.
@@ -34,20 +39,25 @@ class STTClient:
 
     def __init__(self, client: httpx.AsyncClient, base_url: str, timeout_s: float = 10.0) -> None:
         self.client = client
-        self.url = base_url.rstrip("/") + "/v1/audio/transcriptions"
+        self.url = base_url.rstrip("/") + "/v1/audio/transcriptions/raw"
         self.timeout_s = timeout_s
 
     async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str | None = "en") -> str:
-        """Transcribe mono PCM16 (int16, shape (n,)) at ``sample_rate`` Hz; returns the text.
+        """Transcribe mono PCM16 (int16, shape (n,)) at ``sample_rate`` Hz; returns the text
+        (``""`` for no speech). ``language=None``: the service's default.
 
         Raises:
-            UpstreamError: timeout, connection failure or an error status.
+            UpstreamError: timeout, connection failure or an error status (400 empty audio or an
+                unsupported language, 413 too long: not retryable; 503 queue full: retryable).
         """
-        files = {"file": ("utterance.wav", wav_bytes(pcm16, sample_rate), "audio/wav")}
-        data = {"model": "whisper-1", "response_format": "json"}
+        if pcm16.size == 0:
+            return ""
+        params: dict[str, str | int] = {"sample_rate": int(sample_rate), "encoding": "pcm16"}
         if language:
-            data["language"] = language
-        resp = await _post(self.client, "stt", self.url, self.timeout_s, files=files, data=data)
+            params["language"] = language
+        body = np.ascontiguousarray(pcm16, dtype="<i2").tobytes()
+        headers = {"content-type": "application/octet-stream"}
+        resp = await _post(self.client, "stt", self.url, self.timeout_s, params=params, content=body, headers=headers)
         return str(resp.json()["text"]).strip()
 
 
