@@ -1,0 +1,89 @@
+"""Barge-in: the caller talks over the agent; the line is cleared at once and the history keeps
+only what the caller heard. (The same scenario with real models: tests/component/test_conversation.py.)"""
+
+from __future__ import annotations
+
+from tests.fakes import FakeLLM, FakeTTS, HangUp, LLMReply, Pause, Say, Until, run_call
+from tests.session.support import LONG_REPLY, LONG_SENTENCES, PROBLEM, first_sentence_heard, greeted
+
+VAD_WINDOW_S = 0.032
+"""One Silero frame (512 samples at 16 kHz): the rule can only fire at the end of one."""
+FRAME_S = 0.02
+"""One carrier frame: the caller's audio arrives 20 ms at a time."""
+INTERRUPTION = "Wait, stop, I have a question about the price."
+
+
+async def test_barge_in_clears_within_a_vad_window_and_keeps_only_the_heard_sentences() -> None:
+    llm = FakeLLM([LONG_REPLY, "Of course, what about the price?"])
+    script = [
+        greeted(),
+        Say(PROBLEM, 1500),
+        first_sentence_heard(),
+        Say(INTERRUPTION, 1600),
+        Until(lambda t: len(llm.requests) >= 2 and bool(t.log.finished("reply")), "the answer to the interruption"),
+        HangUp(),
+    ]
+    call = await run_call(script, llm=llm)
+    min_s = call.settings.barge_in_min_ms / 1000
+    spoke = call.log.spoken[1]  # the interruption
+
+    (clear,) = call.log.clears
+    # The rule is met once the caller has spoken barge_in_min_ms; `clear` follows within one VAD
+    # window (plus the carrier frame that carried the audio), measured from the caller's side.
+    assert spoke.start + min_s <= clear.at <= spoke.start + min_s + VAD_WINDOW_S + FRAME_S, (spoke, clear)
+    interrupted = clear.cut_reply
+    assert interrupted is not None and interrupted.startswith("reply-")
+    assert all(at < clear.at for at, reply in call.log.frames_out if reply == interrupted)  # nothing after it
+    heard_marks = [m for m in call.log.marks_of(interrupted) if not m.endswith(":end")]
+    assert 1 <= len(heard_marks) < len(LONG_SENTENCES), heard_marks
+    heard = " ".join(LONG_SENTENCES[: len(heard_marks)])
+
+    record = call.turns
+    (stored,) = [t for t in record if t.get("interrupted")]
+    assert stored["reply_id"] == interrupted and stored["status"] == "interrupted"
+    assert stored["text"] == heard and stored["full_text"] == LONG_REPLY
+    asked = [i for i, t in enumerate(record) if t["role"] == "user" and t["text"] == PROBLEM]
+    assert asked and asked[0] < record.index(stored), record  # the turn, then the answer it interrupted
+    # Where in the caller's audio the rule fired (stream ms, the conversation's own clock).
+    start_ms, min_ms = round(spoke.start * 1000), call.settings.barge_in_min_ms
+    assert start_ms + min_ms <= stored["barge_in_stream_ms"] <= start_ms + min_ms + 2 * 32, stored
+
+    second = call.llm.requests[1]
+    assert second.assistant_texts()[-1] == heard  # the unheard sentences never reach the LLM
+    assert second.user_text == INTERRUPTION
+    assert call.stored_turns == record  # the live store holds the same turns
+
+
+async def test_barge_in_while_the_answer_is_still_streaming_cancels_llm_and_tts() -> None:
+    slow = LLMReply(LONG_REPLY, token_delay_s=0.25)  # ~7 s of tokens: still generating when the caller cuts in
+    llm = FakeLLM([slow, "Sure, go ahead."])
+    tts = FakeTTS()
+    script = [
+        greeted(),
+        Say(PROBLEM, 1500),
+        first_sentence_heard(),
+        Say(INTERRUPTION, 1600),
+        Until(lambda t: len(llm.requests) >= 2 and bool(t.log.finished("reply")), "the answer to the interruption"),
+        HangUp(),
+    ]
+    call = await run_call(script, llm=llm, tts=tts)
+
+    (clear,) = call.log.clears
+    assert llm.cancelled == 1  # the first answer's stream was closed before its end
+    assert len(tts.cancels) == 1 and clear.at <= tts.cancels[0].at - call.transport.t0 <= clear.at + 0.001
+    interrupted = clear.cut_reply
+    assert interrupted is not None
+    assert not [1 for at, reply in call.log.frames_out if reply == interrupted and at >= clear.at]
+    spoken = {s.text for s in tts.segments}
+    assert LONG_SENTENCES[-1] not in spoken  # synthesis stopped: the last sentence was never made
+    assert call.llm.requests[1].user_text == INTERRUPTION
+
+
+async def test_caller_hanging_up_mid_answer_records_what_was_heard() -> None:
+    script = [greeted(), Say(PROBLEM, 1500), first_sentence_heard(), Pause(300), HangUp()]
+    call = await run_call(script, llm=FakeLLM([LONG_REPLY]))
+    (reply,) = call.agent_turns("reply")
+    assert reply["status"] == "hangup" and reply["interrupted"]
+    assert reply["text"] == LONG_SENTENCES[0]
+    assert call.summary.status == "completed"
+    assert call.log.clears == [] and call.carrier is not None and call.carrier.hang_ups == []
