@@ -29,13 +29,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
         from gateway.after_call.webhook import WebhookSender
         from gateway.agents.profile import CallHooks, SettingsHooks
-        from gateway.conversation.session import Deps
+        from gateway.conversation.deps import Deps
         from gateway.conversation.smart_turn import SmartTurn
         from gateway.conversation.store import CallStore
         from gateway.conversation.vad import SileroVAD
         from gateway.telephony.rest import TwilioCalls
         from gateway.upstream.llm import LLMClient
         from gateway.upstream.speech import STTClient, TTSClient
+        from gateway.upstream.tts_stream import TTSStreamClient
 
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         from gateway.after_call.orphans import CallSweeper, new_gateway_id, sweep_database
@@ -79,15 +80,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             settings=settings,
             store=store,
             stt=STTClient(http, settings.stt_url, settings.stt_timeout_s),
-            tts=TTSClient(http, settings.tts_url, settings.tts_timeout_s),
+            tts=TTSStreamClient(settings.tts_url, settings.tts_timeout_s),
             llm=llm,
             vad=SileroVAD(settings.vad_model_path),
             hooks=hooks,
             smart_turn=smart_turn,
-            twilio=twilio,
-            stream_tokens=StreamTokens(token, settings.stream_token_ttl_s) if token else None,
+            carrier=twilio,
             gateway_id=new_gateway_id(),
         )
+        app.state.tts_http = TTSClient(http, settings.tts_url, settings.tts_timeout_s)  # the admin pipeline
+        app.state.stream_tokens = StreamTokens(token, settings.stream_token_ttl_s) if token else None
         db_sweep = None
         if db_runtime is not None:
             runtime = db_runtime
@@ -122,6 +124,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(title="Switchboard gateway", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.db_runtime = None
+    app.state.stream_tokens = None
     app.include_router(telephony_router)
     for admin_router in admin_routers:
         app.include_router(admin_router)

@@ -101,14 +101,16 @@ class Resampler:
         in_rate: input sample rate, Hz.
         out_rate: output sample rate, Hz.
         dtype: ``"int16"`` or ``"float32"``; input chunks must have that dtype.
+        quality: soxr's quality recipe: ``"HQ"`` (default, a longer filter: more delay) or
+            ``"QQ"``/``"LQ"``/``"MQ"`` for less delay (see python-soxr's ``ResampleStream``).
     """
 
-    def __init__(self, in_rate: int, out_rate: int, dtype: str = "int16") -> None:
+    def __init__(self, in_rate: int, out_rate: int, dtype: str = "int16", quality: str = "HQ") -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.dtype = np.dtype(dtype)
         self._stream = (
-            soxr.ResampleStream(in_rate, out_rate, 1, dtype=dtype, quality="HQ") if in_rate != out_rate else None
+            soxr.ResampleStream(in_rate, out_rate, 1, dtype=dtype, quality=quality) if in_rate != out_rate else None
         )
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
@@ -154,11 +156,6 @@ def wav_bytes(pcm: np.ndarray, rate: int) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, pcm, rate, subtype="PCM_16", format="WAV")
     return buf.getvalue()
-
-
-def frame_bytes(rate_hz: int = TELEPHONY_RATE_HZ, frame_ms: int = FRAME_MS) -> int:
-    """Bytes in one μ-law frame: 8000 Hz × 20 ms → 160."""
-    return rate_hz * frame_ms // 1000
 
 
 def split_frames(ulaw: bytes, size: int = 160, pad: bool = True) -> list[bytes]:

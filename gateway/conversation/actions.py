@@ -1,7 +1,9 @@
-"""Call control: what happens after the agent speaks (tools, hang-up, transfer) and on silence.
+"""Call actions: what happens after the agent speaks (tools, hang-up, transfer) and on silence.
 
-A mixin of :class:`gateway.conversation.session.CallSession`, split out by responsibility; the attributes and
-methods it relies on are declared below and provided by the session.
+:class:`CallActions` works through the :class:`~gateway.conversation.context.CallContext` and
+the carrier's :class:`~gateway.conversation.deps.CarrierActions` (Twilio REST); without a
+carrier the call simply ends. A hang-up or a transfer waits until the reply before it has been
+heard to its end mark.
 """
 
 from __future__ import annotations
@@ -10,133 +12,123 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
+from gateway.conversation.context import CallContext, now
 from gateway.conversation.llm_tools import ToolCall
-from gateway.conversation.speaker import Reply
+from gateway.conversation.replies import Reply
 from gateway.conversation.turns import State
 from gateway.metrics import ERRORS
 from shared.errors import UpstreamError
 
-if TYPE_CHECKING:
-    from fastapi import WebSocket
+log = logging.getLogger(__name__)
 
-    from gateway.agents.profile import AgentProfile
-    from gateway.config import GatewaySettings
-    from gateway.conversation.endpointing import Endpointer
-    from gateway.conversation.session import Deps
-    from gateway.conversation.turns import TurnMachine
-    from gateway.telephony.playback import Playback
+Say = Callable[[str, str], Awaitable[Reply]]
 
-log = logging.getLogger("gateway.conversation.session")
+WATCH_INTERVAL_S = 0.25
+"""How often the silence watchdog looks."""
 
 
-class CallControl:
-    """Silence handling, tool calls, hang-up and transfer for one call."""
+class CallActions:
+    """Silence handling, tool calls, hang-up and transfer for one call.
 
-    if TYPE_CHECKING:
-        s: GatewaySettings
-        deps: Deps
-        ws: WebSocket
-        call_sid: str
-        machine: TurnMachine
-        playback: Playback | None
-        _endpointer: Endpointer
-        _reply_task: asyncio.Task[None] | None
-        _last_activity: float
-        _reprompted: bool
-        _owed_answer: bool
-        _after_reply: dict[str, Callable[[], Awaitable[None]]]
+    Args:
+        ctx: the live call.
+        say: speaks a fixed text as its own reply of a kind (``responder.say``).
+    """
 
-        @property
-        def _profile(self) -> AgentProfile: ...
+    def __init__(self, ctx: CallContext, say: Say) -> None:
+        self.ctx = ctx
+        self.say = say
 
-        async def _say(self, kind: str, text: str) -> Reply: ...
+    async def silence_watchdog(self) -> None:
+        """Re-prompt a silent caller after ``reprompt_after_s``, then say goodbye and hang up.
 
-        def _append_action(self, action: dict[str, Any]) -> None: ...
-
-        def end_call(self) -> None: ...
-
-    async def _silence_watchdog(self) -> None:
-        """Re-prompt a silent caller, then say goodbye and hang up.
-
-        A caller whose last turn got no answer (STT, LLM or TTS failed) is not silent: we owe them
-        an answer. Then the re-prompt repeats the apology and the goodbye says the trouble is ours
-        (``GATEWAY_TROUBLE_GOODBYE_TEXT``), never "I haven't heard anything".
+        Silence counts from the end of the agent's last reply or the caller's last speech. A
+        caller whose last turn got no answer (an upstream failed) is owed one: the re-prompt and
+        the goodbye then speak of our trouble (``GATEWAY_TROUBLE_*``), never "I haven't heard anything".
         """
+        ctx, s, attention = self.ctx, self.ctx.s, self.ctx.attention
         while True:
-            await asyncio.sleep(0.25)
-            busy = (self._reply_task is not None and not self._reply_task.done()) or (
-                self.playback is not None and self.playback.pending_frames > 0
-            )
-            if busy:  # the agent is speaking or about to: silence counts from when it is done
-                self._last_activity = time.monotonic()
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            if ctx.agent_busy():  # speaking or about to: silence counts from when it is done
+                attention.touch()
                 continue
-            if self.machine.state is not State.LISTENING or self._endpointer.in_speech:
+            if ctx.machine.state is not State.LISTENING or ctx.caller_speaking():
                 continue
-            idle = time.monotonic() - self._last_activity
-            owed = self._owed_answer
-            if idle >= self.s.hangup_after_s:
-                goodbye = self.s.trouble_goodbye_text if owed else self.s.goodbye_text
-                await self._then(await self._say("goodbye", goodbye), self._hang_up)
+            idle = now() - attention.last_activity
+            owed = attention.owed_answer
+            if idle >= s.hangup_after_s:
+                goodbye = await self.say("goodbye", s.trouble_goodbye_text if owed else s.goodbye_text)
+                self.after(goodbye, self.hang_up)
                 return
-            if idle >= self.s.reprompt_after_s and not self._reprompted:
-                self._reprompted = True
-                await self._say("reprompt", self.s.trouble_reprompt_text if owed else self.s.reprompt_text)
+            if idle >= s.reprompt_after_s and not attention.reprompted:
+                attention.reprompted = True
+                await self.say("reprompt", s.trouble_reprompt_text if owed else s.reprompt_text)
 
-    async def _then(self, reply: Reply, action: Callable[[], Awaitable[None]]) -> None:
-        """Run ``action`` once ``reply`` has been heard (at once if nothing was said)."""
-        if reply.sentences and reply.end_mark not in reply.acked:
-            self._after_reply[reply.reply_id] = action
-        else:
-            await action()
+    def after(self, reply: Reply, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``action`` once ``reply`` has been heard to its end (at once if it said nothing).
 
-    async def _run_tools(self, calls: list[ToolCall], reply: Reply) -> None:
-        """Carry out the model's tool calls after (or instead of) its spoken reply."""
+        An interrupted reply cancels the action: the caller had more to say.
+        """
+        if not reply.spoken:
+            self.ctx.spawn(action(), "after-reply")
+            return
+
+        def heard(done: Reply) -> None:
+            if done.played_out:
+                self.ctx.spawn(action(), "after-reply")
+
+        reply.add_done_callback(heard)
+
+    async def run_tools(self, calls: list[ToolCall], reply: Reply) -> None:
+        """Carry out the model's tool calls after (or instead of) its spoken ``reply``."""
+        ctx = self.ctx
         for call in calls:
-            if call.name not in self.s.tools:
-                log.warning("call %s: ignored a call to unknown or disabled tool %r", self.call_sid, call.name)
+            if call.name not in ctx.s.tools:
+                log.warning("call %s: ignored a call to unknown or disabled tool %r", ctx.call_sid, call.name)
                 continue
-            log.info("call %s: tool %s(%s)", self.call_sid, call.name, call.arguments)
-            action = {"tool": call.name, "arguments": call.arguments, "at": time.time()}
-            self._append_action(action)
+            log.info("call %s: tool %s(%s)", ctx.call_sid, call.name, call.arguments)
+            ctx.record_action({"tool": call.name, "arguments": call.arguments, "at": time.time()})
             if call.name == "end_call":
-                said = reply if reply.sentences else await self._say("goodbye", self.s.end_call_goodbye)
-                await self._then(said, self._hang_up)
+                said = reply if reply.spoken else await self.say("goodbye", ctx.s.end_call_goodbye)
+                self.after(said, self.hang_up)
             elif call.name == "transfer_call":
-                number = self._profile.transfer_number
+                number = ctx.profile.transfer_number
                 if not number:
-                    await self._say("apology", "Sorry, I can't transfer you right now, but I can take a message.")
+                    await self.say("apology", "Sorry, I can't transfer you right now, but I can take a message.")
                     continue
-                said = reply if reply.sentences else await self._say("transfer", "Please hold while I transfer you.")
-                await self._then(said, functools.partial(self._transfer, number))
-            elif not reply.sentences:  # take_message / book_appointment without a spoken confirmation
-                await self._say("confirm", "Thanks, I've noted that. Is there anything else I can help with?")
+                said = reply if reply.spoken else await self.say("transfer", "Please hold while I transfer you.")
+                self.after(said, functools.partial(self.transfer, number))
+            elif not reply.spoken:  # take_message / book_appointment without a spoken confirmation
+                await self.say("confirm", "Thanks, I've noted that. Is there anything else I can help with?")
 
-    async def _transfer(self, number: str) -> None:
-        """Leave the media stream and dial ``number`` (Twilio ends this stream itself)."""
-        if self.deps.twilio is None:
-            log.error("call %s: transfer to %s needs GATEWAY_TWILIO_ACCOUNT_SID", self.call_sid, number)
+    async def transfer(self, number: str) -> None:
+        """Leave the conversation and dial ``number`` (the carrier then ends this stream itself)."""
+        ctx = self.ctx
+        if ctx.deps.carrier is None:
+            log.error("call %s: transfer to %s needs carrier credentials (GATEWAY_TWILIO_*)", ctx.call_sid, number)
             return
         try:
-            await self.deps.twilio.transfer(self.call_sid, number)
+            await ctx.deps.carrier.transfer(ctx.call_sid, number)
         except UpstreamError as exc:
-            ERRORS.labels("twilio").inc()
-            log.error("call %s: %s", self.call_sid, exc)
+            ERRORS.labels(exc.service).inc()
+            log.error("call %s: transfer failed: %s", ctx.call_sid, exc)
 
-    async def _hang_up(self) -> None:
-        """End the call through Twilio's REST API (when configured), then end the stream.
+    async def hang_up(self) -> None:
+        """End the call through the carrier (when configured), then end the conversation.
 
-        The session closes the socket and finishes the call whether or not the REST call worked.
+        The call ends whether or not the carrier's hang-up worked.
         """
+        ctx = self.ctx
         try:
-            if self.deps.twilio is not None:
+            if ctx.deps.carrier is not None:
                 try:
                     async with asyncio.timeout(10.0):
-                        await self.deps.twilio.hang_up(self.call_sid)
+                        await ctx.deps.carrier.hang_up(ctx.call_sid)
                 except (UpstreamError, TimeoutError) as exc:
-                    ERRORS.labels("twilio").inc()
-                    log.error("call %s: hang-up through Twilio failed: %r", self.call_sid, exc)
+                    ERRORS.labels("carrier").inc()
+                    log.error("call %s: hang-up through the carrier failed: %r", ctx.call_sid, exc)
         finally:
-            self.end_call()
+            ctx.end_call()

@@ -12,7 +12,7 @@ After LiveKit Agents' ``stt.STT`` / ``tts.TTS`` / ``llm.LLM`` node interfaces an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -79,7 +79,7 @@ class ChatModel(Protocol):
     """A streamed chat completion with tools (vLLM or the llama.cpp stand-in)."""
 
     def stream(
-        self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self, messages: list[dict[str, str]], tools: list[dict[str, Any]] | None = None
     ) -> AsyncIterator[str | ToolCall]:
         """Text deltas, then any tool calls the model made.
 

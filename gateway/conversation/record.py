@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.conversation.store import CallStore
+from gateway.conversation.deps import LiveCallStore
 from gateway.conversation.tasks import wait_bounded
 from gateway.metrics import ERRORS
 
@@ -70,7 +70,7 @@ class RecordWriter:
         retry_s: first wait before retrying after a failed write (doubles up to 2 s).
     """
 
-    def __init__(self, store: CallStore, record: CallRecord, retry_s: float = 0.25) -> None:
+    def __init__(self, store: LiveCallStore, record: CallRecord, retry_s: float = 0.25) -> None:
         self.store = store
         self.record = record
         self.retry_s = retry_s

@@ -1,6 +1,6 @@
 """Call recording: both sides of a call on one timeline, mixed to mono PCM16 8 kHz (pure, no I/O).
 
-The session feeds every μ-law chunk it receives (caller) and sends (agent) with its time since the
+The session feeds every PCM16 chunk it receives (caller) and sends (agent) with its time since the
 call started. Each side is a contiguous track: a chunk that starts before the end of the
 previous one (a burst sent ahead of real time) follows it directly; a gap longer than
 ``snap_s`` (silence between replies) is kept as silence; a smaller gap is closed, so arrival
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.audio import TELEPHONY_RATE_HZ, ulaw_decode, wav_bytes
+from shared.audio import TELEPHONY_RATE_HZ, wav_bytes
 
 
 class _Track:
@@ -63,13 +63,13 @@ class CallRecorder:
     def _offset(self, t: float) -> int:
         return max(0, round(t * self.rate_hz))
 
-    def add_inbound(self, ulaw: bytes, t: float) -> None:
-        """Caller audio: μ-law bytes whose first sample is at ``t`` seconds since call start."""
-        self._inbound.add(ulaw_decode(ulaw), self._offset(t))
+    def add_inbound(self, pcm16: np.ndarray, t: float) -> None:
+        """Caller audio: int16 (n,) at ``rate_hz`` whose first sample is at ``t`` seconds since call start."""
+        self._inbound.add(pcm16, self._offset(t))
 
-    def add_outbound(self, ulaw: bytes, t: float) -> None:
-        """Agent audio: μ-law bytes sent at ``t`` seconds since call start (bursts queue up behind each other)."""
-        self._outbound.add(ulaw_decode(ulaw), self._offset(t))
+    def add_outbound(self, pcm16: np.ndarray, t: float) -> None:
+        """Agent audio: int16 (n,) at ``rate_hz`` sent at ``t`` s since call start (bursts queue up back to back)."""
+        self._outbound.add(pcm16, self._offset(t))
 
     def truncate_outbound(self, t: float) -> None:
         """Drop agent audio after ``t`` seconds (Twilio's buffer was cleared on barge-in: never heard)."""

@@ -1,107 +1,158 @@
-"""Agent speech: streamed text → sentences → TTS → paced μ-law frames with a mark per sentence."""
+"""Agent speech: a reply's text stream → the call's TTS channel → the transport, a mark per segment.
+
+The TTS service splits the text into sentences (the one splitter) and returns each segment's
+audio already in the transport's format (Twilio: μ-law 8 kHz in 20 ms frames), so the gateway
+neither splits, resamples nor encodes: it queues each segment's audio, then a mark
+``<reply_id>:<i>`` that the caller's side echoes once the segment has played, and
+``<reply_id>:end`` after the last one.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
+import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
-from gateway.conversation.sentences import SentenceSplitter
-from gateway.telephony.playback import Playback
-from gateway.upstream.speech import TTSClient
-from shared.audio import TELEPHONY_RATE_HZ, Resampler, split_frames, ulaw_encode
+from gateway.conversation.context import now
+from gateway.conversation.deps import SpeechStream, TextToSpeech
+from gateway.conversation.replies import Reply
+from gateway.conversation.transport import Transport
 from shared.errors import UpstreamError
 
+log = logging.getLogger(__name__)
 
-@dataclass
-class Reply:
-    """One agent utterance: sentences queued with their marks, and what Twilio confirmed played."""
+_BREAKS = (".", "!", "?", ";", ":", "\n")
 
-    reply_id: str
-    sentences: list[tuple[str, str]] = field(default_factory=list)
-    """(mark name, sentence text) in playback order."""
-    acked: set[str] = field(default_factory=set)
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    started_at: float = field(default_factory=time.time)
-    recorded: bool = False
-    interrupted: bool = False
-    history_msg: dict[str, str] | None = None
-    """The assistant message in the LLM history, updated to the heard text on barge-in."""
 
-    @property
-    def end_mark(self) -> str:
-        """The mark queued after the reply's last frame."""
-        return f"{self.reply_id}:end"
-
-    def text(self) -> str:
-        """Everything the agent meant to say."""
-        return " ".join(s for _, s in self.sentences)
-
-    def heard_text(self) -> str:
-        """Only sentences whose marks Twilio echoed (the caller heard them)."""
-        return " ".join(s for m, s in self.sentences if m in self.acked)
+async def aclose_iterator(iterator: AsyncIterator[object]) -> None:
+    """Close an async generator now (``async for`` does not): its ``finally`` runs and the stream
+    it reads (an LLM or TTS response) is released. A no-op for other iterators, for one already
+    closed, and for one that another task is still running (its owner closes it)."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(RuntimeError):
+            await aclose()
 
 
 class Speaker:
-    """Turns a text stream into queued telephone audio for one call.
+    """One call's voice: opens the TTS channel on first use and speaks replies one at a time.
 
     Args:
-        tts: TTS client (PCM16 at the engine's rate, 24 kHz for Kokoro).
-        playback: the call's outbound pacer.
+        tts: opens the call's synthesis channel (:class:`~gateway.conversation.deps.TextToSpeech`).
+        transport: where the audio and marks go (its ``output_format`` is what the TTS returns).
+        voice: the agent's voice.
     """
 
-    def __init__(self, tts: TTSClient, playback: Playback) -> None:
+    def __init__(self, tts: TextToSpeech, transport: Transport, voice: str) -> None:
         self.tts = tts
-        self.playback = playback
+        self.transport = transport
+        self.voice = voice
+        self._channel: SpeechStream | None = None
+        self._lock = asyncio.Lock()
 
-    async def speak(
-        self, reply: Reply, deltas: AsyncIterator[str], voice: str, llm_started: float | None = None
-    ) -> None:
-        """Split ``deltas`` into sentences as they complete and synthesise each while the LLM
-        keeps generating; queue each sentence's frames followed by a mark, and ``<id>:end`` last.
+    async def _open(self) -> SpeechStream:
+        if self._channel is None:
+            self._channel = await self.tts.open(self.voice, self.transport.output_format)
+        return self._channel
 
-        Records ``llm_ttft_ms`` (if ``llm_started``) and ``tts_first_audio_ms`` in ``reply.latency_ms``.
+    async def speak(self, reply: Reply, deltas: AsyncIterator[str], llm_started: float | None = None) -> None:
+        """Speak ``deltas`` (LLM tokens or one fixed text) as ``reply``.
+
+        Records ``llm_ttft_ms`` (when ``llm_started``, loop time, is given) and
+        ``tts_first_audio_ms`` (from the first sentence's text being complete to its audio) in
+        ``reply.latency_ms``. The end mark is queued when the text ended or an upstream failed
+        (segments already queued still play), never after an interruption. Cancelling the task
+        (barge-in) closes the TTS reply and the text source at once.
 
         Raises:
-            UpstreamError: the text source (LLM) or TTS failed; sentences already queued still play.
+            UpstreamError: the TTS channel could not be opened, synthesis failed, or the text
+                source (the LLM) failed.
         """
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-        async def produce() -> None:
-            splitter = SentenceSplitter()
+        async with self._lock:
+            marks: dict[str, float] = {}
+            text = self._timed(deltas, marks, llm_started, reply)
             try:
-                async for delta in deltas:
-                    if llm_started is not None and "llm_ttft_ms" not in reply.latency_ms:
-                        reply.latency_ms["llm_ttft_ms"] = (time.monotonic() - llm_started) * 1000
-                    for sentence in splitter.push(delta):
-                        queue.put_nowait(sentence)
-                for sentence in splitter.flush():
-                    queue.put_nowait(sentence)
+                channel, source = await self._open_while_generating(text)
+                segments = channel.speak(source)
+                try:
+                    async for segment in segments:
+                        if reply.interrupted:
+                            break
+                        if not reply.spoken and "text_ready" in marks:
+                            reply.latency_ms["tts_first_audio_ms"] = (now() - marks["text_ready"]) * 1000
+                        mark = reply.mark_for(len(reply.segments))
+                        self.transport.play(segment.audio, reply.reply_id)
+                        reply.add_segment(mark, segment.text)
+                        self.transport.mark(mark)
+                finally:
+                    await aclose_iterator(segments)
+            except UpstreamError:
+                self._finish(reply)
+                raise
             finally:
-                queue.put_nowait(None)
+                await aclose_iterator(text)
+            self._finish(reply)
 
-        async def consume() -> None:
-            resampler: Resampler | None = None
-            index = 0
-            while (sentence := await queue.get()) is not None:
-                t0 = time.monotonic()
-                pcm, rate = await self.tts.synthesize(sentence, voice)
-                if index == 0:
-                    reply.latency_ms["tts_first_audio_ms"] = (time.monotonic() - t0) * 1000
-                resampler = resampler or Resampler(rate, TELEPHONY_RATE_HZ)
-                self.playback.enqueue_audio(split_frames(ulaw_encode(resampler.process(pcm))), reply.reply_id)
-                mark = f"{reply.reply_id}:{index}"
-                reply.sentences.append((mark, sentence))
-                self.playback.enqueue_mark(mark)
-                index += 1
-            if resampler is not None:
-                self.playback.enqueue_audio(split_frames(ulaw_encode(resampler.flush())), reply.reply_id)
-                self.playback.enqueue_mark(reply.end_mark)
+    async def _open_while_generating(self, text: AsyncIterator[str]) -> tuple[SpeechStream, AsyncIterator[str]]:
+        """The channel, and the text to send it. When the channel must (re)connect, the text
+        source starts at once (the LLM's prefill overlaps the connect) and its first delta is
+        handed on once the channel is up.
 
+        Raises:
+            UpstreamError: the channel could not be opened (the text source is closed).
+        """
+        if self._channel is not None:
+            return self._channel, text
+        first = asyncio.ensure_future(anext(text, None))
+        await asyncio.sleep(0)  # let the text source send its request before we wait on the connect
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(produce())
-                tg.create_task(consume())
-        except* UpstreamError as group:
-            raise group.exceptions[0] from None
+            channel = await self._open()
+        except BaseException:
+            first.cancel()
+            with contextlib.suppress(BaseException):
+                await first
+            raise
+
+        async def source() -> AsyncIterator[str]:
+            head = await first
+            if head is None:
+                return
+            yield head
+            async for delta in text:
+                yield delta
+
+        return channel, source()
+
+    def _finish(self, reply: Reply) -> None:
+        if reply.interrupted:
+            return
+        if reply.spoken:
+            self.transport.mark(reply.end_mark)
+        reply.queued_all()
+
+    @staticmethod
+    async def _timed(
+        deltas: AsyncIterator[str], marks: dict[str, float], llm_started: float | None, reply: Reply
+    ) -> AsyncIterator[str]:
+        """``deltas``, noting when the first arrived and when the first sentence's text was complete."""
+        try:
+            async for delta in deltas:
+                if llm_started is not None and "llm_ttft_ms" not in reply.latency_ms:
+                    reply.latency_ms["llm_ttft_ms"] = (now() - llm_started) * 1000
+                if "text_ready" not in marks and any(b in delta for b in _BREAKS):
+                    marks["text_ready"] = now()
+                yield delta
+            marks.setdefault("text_ready", now())
+        finally:
+            await aclose_iterator(deltas)
+
+    async def aclose(self) -> None:
+        """Close the TTS channel (end of call); idempotent."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await channel.aclose()
+            except Exception as exc:  # the call is over either way
+                log.debug("closing the TTS channel failed: %r", exc)

@@ -97,10 +97,10 @@ class PlayoutHooks(Protocol):
     """What a transport tells the conversation about its outbound audio (called on the event loop)."""
 
     def on_playout_started(self, reply_id: str, at: float) -> None:
-        """The first frame of ``reply_id`` left for the caller at ``at`` (``time.monotonic()``)."""
+        """The first frame of ``reply_id`` left for the caller at ``at`` (the event loop's ``loop.time()``)."""
 
     def on_frame_sent(self, audio: bytes, at: float) -> None:
-        """One frame (in the transport's output format) left for the caller at ``at`` (for the recording)."""
+        """One frame (in the transport's output format) left for the caller at loop time ``at`` (for the recording)."""
 
 
 class Transport(Protocol):

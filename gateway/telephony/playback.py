@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from gateway.conversation.transport import PlayoutHooks
 from shared.audio import FRAME_MS
 from shared.twilio_media import Clear, Command, SendMark, SendMedia
 
@@ -37,7 +37,8 @@ class Playback:
         send: coroutine that writes one serialised command to the WebSocket.
         stream_sid: Twilio stream sid for every command.
         lead_ms: how far ahead of real time frames are sent.
-        on_reply_started: called with the reply id when its first frame is sent.
+        hooks: told when a reply's first frame and every frame go out (loop time,
+            :class:`~gateway.conversation.transport.PlayoutHooks`).
     """
 
     def __init__(
@@ -45,19 +46,16 @@ class Playback:
         send: Callable[[Command], Awaitable[None]],
         stream_sid: str,
         lead_ms: int = 100,
-        on_reply_started: Callable[[str], None] | None = None,
+        hooks: PlayoutHooks | None = None,
     ) -> None:
         self._send = send
-        self._on_reply_started = on_reply_started
+        self.hooks = hooks
         self._generation = 0
         self.stream_sid = stream_sid
         self.lead_s = lead_ms / 1000
         self._queue: asyncio.Queue[_Frame | _Mark] = asyncio.Queue()
         self._next_due = 0.0
-        self.first_sent: dict[str, float] = {}
-        """reply id → ``time.monotonic()`` when its first frame went out."""
-        self._first_sent_events: dict[str, asyncio.Event] = {}
-        self.frames_sent = 0
+        self._started: set[str] = set()
 
     def enqueue_audio(self, frames: list[bytes], reply_id: str) -> None:
         """Queue 160-byte μ-law frames belonging to reply ``reply_id``."""
@@ -68,35 +66,28 @@ class Playback:
         """Queue a mark after the audio queued so far."""
         self._queue.put_nowait(_Mark(name))
 
-    def first_frame_event(self, reply_id: str) -> asyncio.Event:
-        """An event set when the first frame of ``reply_id`` is sent."""
-        return self._first_sent_events.setdefault(reply_id, asyncio.Event())
-
     @property
     def pending_frames(self) -> int:
         """Items waiting to be sent."""
         return self._queue.qsize()
 
-    async def clear(self) -> list[str]:
-        """Barge-in: drop queued audio, send ``clear`` now; returns the names of dropped marks."""
-        dropped: list[str] = []
+    async def clear(self) -> None:
+        """Barge-in: drop queued audio and marks, send ``clear`` now."""
         while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, _Mark):
-                dropped.append(item.name)
+            self._queue.get_nowait()
         self._next_due = 0.0
         self._generation += 1
         await self._send(Clear(self.stream_sid))
-        return dropped
 
     async def run(self) -> None:
-        """Send queued items forever (cancel to stop)."""
+        """Send queued items forever (cancel to stop), frames paced on the loop's clock."""
+        loop = asyncio.get_running_loop()
         while True:
             item = await self._queue.get()
             if isinstance(item, _Mark):
                 await self._send(SendMark(self.stream_sid, item.name))
                 continue
-            now = time.monotonic()
+            now = loop.time()
             if self._next_due < now:
                 self._next_due = now
             wait = self._next_due - now - self.lead_s
@@ -106,10 +97,10 @@ class Playback:
                 if generation != self._generation:  # cleared while waiting: drop this frame
                     continue
             await self._send(SendMedia(self.stream_sid, item.payload))
-            self.frames_sent += 1
             self._next_due += FRAME_MS / 1000
-            if item.reply_id not in self.first_sent:
-                self.first_sent[item.reply_id] = time.monotonic()
-                self.first_frame_event(item.reply_id).set()
-                if self._on_reply_started is not None:
-                    self._on_reply_started(item.reply_id)
+            if self.hooks is not None:
+                at = loop.time()
+                if item.reply_id not in self._started:
+                    self._started.add(item.reply_id)
+                    self.hooks.on_playout_started(item.reply_id, at)
+                self.hooks.on_frame_sent(item.payload, at)

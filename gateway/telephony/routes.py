@@ -8,8 +8,17 @@ from fastapi import APIRouter, HTTPException, Request, Response, WebSocket
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
 from gateway.config import GatewaySettings
-from gateway.conversation.session import CallSession, Deps
-from gateway.telephony.signature import TOKEN_PARAMETER, public_url, signature_ok, stream_signing_url, stream_url
+from gateway.conversation.deps import Deps
+from gateway.conversation.session import CallSession
+from gateway.telephony.signature import (
+    TOKEN_PARAMETER,
+    StreamTokens,
+    public_url,
+    signature_ok,
+    stream_signing_url,
+    stream_url,
+)
+from gateway.telephony.transport import TwilioTransport
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -37,7 +46,7 @@ async def voice(request: Request) -> Response:
     for name in ("From", "To", "CallSid"):
         if form.get(name):
             stream.parameter(name=name, value=str(form[name]))
-    tokens = request.app.state.deps.stream_tokens if hasattr(request.app.state, "deps") else None
+    tokens: StreamTokens | None = getattr(request.app.state, "stream_tokens", None)
     if tokens is not None:  # binds the stream to this call (gateway/telephony/signature.py)
         stream.parameter(name=TOKEN_PARAMETER, value=tokens.issue(str(form.get("CallSid", ""))))
     connect.append(stream)
@@ -47,7 +56,7 @@ async def voice(request: Request) -> Response:
 
 @router.websocket("/twilio/stream")
 async def media_stream(ws: WebSocket) -> None:
-    """Twilio Media Streams: one WebSocket per call, served by a :class:`CallSession`.
+    """Twilio Media Streams: one WebSocket per call, a :class:`TwilioTransport` served by a :class:`CallSession`.
 
     The upgrade's ``X-Twilio-Signature`` is checked over the ``ws(s)://`` URL the TwiML gave
     (behind ``GATEWAY_PUBLIC_URL``: ``wss://<public host>/twilio/stream``); the call token in
@@ -60,4 +69,5 @@ async def media_stream(ws: WebSocket) -> None:
         return
     await ws.accept()
     deps: Deps = ws.app.state.deps
-    await CallSession(deps, ws).run()
+    tokens: StreamTokens | None = getattr(ws.app.state, "stream_tokens", None)
+    await CallSession(deps, TwilioTransport(ws, settings, tokens)).run()

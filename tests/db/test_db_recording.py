@@ -18,9 +18,10 @@ def tone(freq: float, seconds: float, amp: float = 8000) -> np.ndarray:
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
 
 
-def frames(pcm: np.ndarray, size: int = 160) -> list[bytes]:
+def frames(pcm: np.ndarray, size: int = 160) -> list[np.ndarray]:
+    """20 ms PCM16 frames as a phone line delivers them (through μ-law and back)."""
     ulaw = ulaw_encode(pcm)
-    return [ulaw[i : i + size] for i in range(0, len(ulaw), size)]
+    return [ulaw_decode(ulaw[i : i + size]) for i in range(0, len(ulaw), size)]
 
 
 def test_each_side_lands_at_its_time_and_both_are_mixed() -> None:
@@ -42,9 +43,9 @@ def test_each_side_lands_at_its_time_and_both_are_mixed() -> None:
 def test_overlapping_speech_is_summed_and_clipped() -> None:
     rec = CallRecorder()
     loud = np.full(1600, 30000, dtype=np.int16)
-    rec.add_inbound(ulaw_encode(loud), 0.0)
-    rec.add_outbound(ulaw_encode(loud), 0.0)
-    rec.add_outbound(ulaw_encode(np.full(1600, -1000, dtype=np.int16)), 0.2)
+    rec.add_inbound(ulaw_decode(ulaw_encode(loud)), 0.0)
+    rec.add_outbound(ulaw_decode(ulaw_encode(loud)), 0.0)
+    rec.add_outbound(ulaw_decode(ulaw_encode(np.full(1600, -1000, dtype=np.int16))), 0.2)
     mix = rec.mix()
     assert mix[:1600].min() == 32767  # 2 × ~30000 clipped, not wrapped around
     decoded = int(ulaw_decode(ulaw_encode(np.array([-1000], dtype=np.int16)))[0])

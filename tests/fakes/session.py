@@ -182,7 +182,7 @@ async def run_call(
         carrier=carrier,
         gateway_id="gw-test",
     )
-    session = CallSession(deps, transport)  # type: ignore[arg-type]
+    session = CallSession(deps, transport)
     t_loop, t_wall = loop.time(), time.perf_counter()
     try:
         async with asyncio.timeout(limit_s):

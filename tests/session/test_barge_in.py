@@ -10,6 +10,8 @@ VAD_WINDOW_S = 0.032
 """One Silero frame (512 samples at 16 kHz): the rule can only fire at the end of one."""
 FRAME_S = 0.02
 """One carrier frame: the caller's audio arrives 20 ms at a time."""
+EPS_S = 1e-6
+"""Float rounding of loop times (9.96 + 0.8 is 10.760000000000002)."""
 INTERRUPTION = "Wait, stop, I have a question about the price."
 
 
@@ -30,10 +32,11 @@ async def test_barge_in_clears_within_a_vad_window_and_keeps_only_the_heard_sent
     (clear,) = call.log.clears
     # The rule is met once the caller has spoken barge_in_min_ms; `clear` follows within one VAD
     # window (plus the carrier frame that carried the audio), measured from the caller's side.
-    assert spoke.start + min_s <= clear.at <= spoke.start + min_s + VAD_WINDOW_S + FRAME_S, (spoke, clear)
+    assert spoke.start + min_s - EPS_S <= clear.at <= spoke.start + min_s + VAD_WINDOW_S + FRAME_S, (spoke, clear)
     interrupted = clear.cut_reply
     assert interrupted is not None and interrupted.startswith("reply-")
-    assert all(at < clear.at for at, reply in call.log.frames_out if reply == interrupted)  # nothing after it
+    # Nothing after it (a frame due at the very instant of the clear is cut by it at once).
+    assert all(at <= clear.at for at, reply in call.log.frames_out if reply == interrupted)
     heard_marks = [m for m in call.log.marks_of(interrupted) if not m.endswith(":end")]
     assert 1 <= len(heard_marks) < len(LONG_SENTENCES), heard_marks
     heard = " ".join(LONG_SENTENCES[: len(heard_marks)])
@@ -44,9 +47,10 @@ async def test_barge_in_clears_within_a_vad_window_and_keeps_only_the_heard_sent
     assert stored["text"] == heard and stored["full_text"] == LONG_REPLY
     asked = [i for i, t in enumerate(record) if t["role"] == "user" and t["text"] == PROBLEM]
     assert asked and asked[0] < record.index(stored), record  # the turn, then the answer it interrupted
-    # Where in the caller's audio the rule fired (stream ms, the conversation's own clock).
+    # Where in the caller's audio the rule fired (stream ms, the conversation's own clock): a VAD
+    # window that is mostly speech counts whole, so the rule may fire up to one window early.
     start_ms, min_ms = round(spoke.start * 1000), call.settings.barge_in_min_ms
-    assert start_ms + min_ms <= stored["barge_in_stream_ms"] <= start_ms + min_ms + 2 * 32, stored
+    assert start_ms + min_ms - 32 <= stored["barge_in_stream_ms"] <= start_ms + min_ms + 2 * 32, stored
 
     second = call.llm.requests[1]
     assert second.assistant_texts()[-1] == heard  # the unheard sentences never reach the LLM
@@ -71,9 +75,12 @@ async def test_barge_in_while_the_answer_is_still_streaming_cancels_llm_and_tts(
     (clear,) = call.log.clears
     assert llm.cancelled == 1  # the first answer's stream was closed before its end
     assert len(tts.cancels) == 1 and clear.at <= tts.cancels[0].at - call.transport.t0 <= clear.at + 0.001
-    interrupted = clear.cut_reply
-    assert interrupted is not None
-    assert not [1 for at, reply in call.log.frames_out if reply == interrupted and at >= clear.at]
+    # The line may be silent at that instant (the next sentence's tokens are still coming): the
+    # interrupted reply is the one the record marks so.
+    (stored,) = [t for t in call.turns if t.get("interrupted")]
+    interrupted = stored["reply_id"]
+    assert clear.cut_reply in (None, interrupted)
+    assert not [1 for at, reply in call.log.frames_out if reply == interrupted and at > clear.at]
     spoken = {s.text for s in tts.segments}
     assert LONG_SENTENCES[-1] not in spoken  # synthesis stopped: the last sentence was never made
     assert call.llm.requests[1].user_text == INTERRUPTION

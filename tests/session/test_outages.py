@@ -63,10 +63,10 @@ async def test_tts_down_the_call_still_ends_cleanly_and_the_turn_is_unanswered()
 
 
 async def test_tts_failing_mid_answer_plays_what_was_made_and_the_call_goes_on() -> None:
-    tts = FakeTTS(fail_after=2)  # the greeting, then the answer's first sentence; then TTS dies
+    tts = FakeTTS(fail_after=2)  # the one-sentence greeting, then the answer's first sentence; then TTS dies
     llm = FakeLLM(["Sure, I can help with that. What is your address?"])
     script = [greeted(), Say(PROBLEM, 1500), finished("reply"), Pause(1000), HangUp()]
-    call = await run_call(script, llm=llm, tts=tts)
+    call = await run_call(script, llm=llm, tts=tts, profile={"greeting": "Hello, how can I help?"})
     (reply,) = call.agent_turns("reply")
     assert reply["text"] == "Sure, I can help with that."
     assert not call.user_turns()[0].get("unanswered")  # an answer was heard

@@ -1,0 +1,230 @@
+"""Replying: the caller's utterance → STT → corrections → streamed LLM → the speaker.
+
+:class:`Responder` owns the call's replies: one reply task at a time (a new one cancels the
+last), the :class:`~gateway.conversation.replies.Reply` handles by id, and the caller audio
+carried over when the caller went on talking before an answer was heard. Every upstream failure
+becomes a spoken apology (or, with no voice at all, silence) and an unanswered turn, never a
+dropped call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.conversation.context import CallContext, now
+from gateway.conversation.endpointing import SpeechEnded
+from gateway.conversation.llm_tools import ToolCall, openai_tools
+from gateway.conversation.replies import Reply
+from gateway.conversation.speaker import Speaker, aclose_iterator
+from gateway.conversation.transcript import Turn
+from gateway.conversation.turns import Event
+from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
+from gateway.metrics import ERRORS, STAGE_LATENCY
+from shared.audio import wav_bytes
+from shared.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "Sorry, I'm having trouble hearing you right now. Could you say that again?"
+
+RunTools = Callable[[list[ToolCall], Reply], Awaitable[None]]
+
+
+class Responder:
+    """Makes the agent's replies for one call.
+
+    Args:
+        ctx: the live call (:class:`~gateway.conversation.context.CallContext`).
+        speaker: the call's voice.
+        run_tools: carries out the model's tool calls after (or instead of) a spoken reply.
+    """
+
+    def __init__(self, ctx: CallContext, speaker: Speaker, run_tools: RunTools) -> None:
+        self.ctx = ctx
+        self.speaker = speaker
+        self.run_tools = run_tools
+        self.replies: dict[str, Reply] = {}
+        self.current: Reply | None = None
+        """The newest reply (the one a barge-in interrupts)."""
+        self.task: asyncio.Task[Any] | None = None
+        self.carry_audio: np.ndarray | None = None
+        """Caller audio whose transcription was cancelled because the caller went on talking (16 kHz)."""
+        self._seq = 0
+
+    # ---- the reply task ------------------------------------------------------------------
+    def busy(self) -> bool:
+        """A reply is being made (transcribed, generated or synthesised)."""
+        return self.task is not None and not self.task.done()
+
+    def start(self, coro: Coroutine[Any, Any, Any], name: str = "reply") -> None:
+        """Cancel the reply in progress and run ``coro`` as the new one."""
+        self.cancel()
+        self.task = self.ctx.spawn(coro, name)
+
+    def cancel(self) -> None:
+        """Cancel the reply task (its LLM and TTS streams close at once)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.task = None
+
+    def new_reply(self, kind: str) -> Reply:
+        """A fresh reply ``<kind>-<n>``, now the current one."""
+        self._seq += 1
+        reply = Reply(reply_id=f"{kind}-{self._seq}")
+        self.replies[reply.reply_id] = reply
+        self.current = reply
+        return reply
+
+    # ---- entry points ----------------------------------------------------------------------
+    def answer_utterance(self, utt: SpeechEnded, detected_at: float) -> None:
+        """Answer the utterance the endpointer just closed (``detected_at``: loop time).
+
+        Audio of an earlier utterance whose reply was cancelled before it was heard is prepended,
+        taken now: a reply cancelled before it ever ran must still carry it.
+        """
+        audio = utt.audio if self.carry_audio is None else np.concatenate([self.carry_audio, utt.audio])
+        self.carry_audio = audio
+        self.start(self._respond(utt, audio, detected_at))
+
+    def answer_text(self, text: str, user_turn: Turn | None = None) -> None:
+        """Answer caller input that needs no STT (DTMF, typed text, an already transcribed interjection)."""
+        self.start(self._respond_text(text, {}, user_turn=user_turn))
+
+    async def greet(self) -> Reply:
+        """Say the profile's greeting (or its rejection message); it enters the history."""
+        profile = self.ctx.profile
+        reply = await self.say("greeting", profile.reject_message or profile.greeting)
+        self.ctx.transcript.agent_said(reply)
+        return reply
+
+    async def say(self, kind: str, text: str) -> Reply:
+        """Speak a fixed text as its own reply (greeting, apology, re-prompt, goodbye); never raises."""
+        reply = self.new_reply(kind)
+
+        async def once() -> AsyncIterator[str]:
+            yield text
+
+        try:
+            await self._speak(reply, once())
+        except UpstreamError as exc:
+            ERRORS.labels(exc.service).inc()
+            log.error("call %s: could not say the %s: %s", self.ctx.call_sid, kind, exc)
+        return reply
+
+    # ---- one reply -----------------------------------------------------------------------
+    async def _respond(self, utt: SpeechEnded, audio: np.ndarray, detected_at: float) -> None:
+        """Reply to one utterance (``audio``: PCM16 16 kHz, carried audio first)."""
+        ctx = self.ctx
+        latency: dict[str, float] = {"endpointing_ms": float(utt.detected_ms - utt.end_ms)}
+        speech_end = detected_at - latency["endpointing_ms"] / 1000
+        if ctx.s.debug_audio_dir:
+            self._dump_utterance(audio)
+        t0 = now()
+        try:
+            heard = await ctx.deps.stt.transcribe(audio, VAD_RATE_HZ)
+        except UpstreamError as exc:
+            self.carry_audio = None
+            ERRORS.labels("stt").inc()
+            log.error("call %s: STT failed: %s", ctx.call_sid, exc)
+            ctx.transcript.unanswered(Turn.caller(""), "stt")
+            ctx.attention.owe_answer()
+            await self.say("apology", APOLOGY)
+            return
+        self.carry_audio = None
+        latency["stt_ms"] = (now() - t0) * 1000
+        log.info(
+            "call %s: heard %r (%.1fs, STT %.0f ms)", ctx.call_sid, heard, audio.size / VAD_RATE_HZ, latency["stt_ms"]
+        )
+        text = f"{ctx.transcript.carry_text} {heard}".strip()
+        if not text:
+            ctx.machine.handle(Event.REPLY_ABANDONED)
+            ctx.persist_state()
+            return
+        ctx.transcript.carry_text = text  # kept if the caller goes on talking before we answer
+        corrected = ctx.profile.corrections.apply(text)
+        ended_at = time.time() - (now() - speech_end)  # when the caller stopped talking, Unix time
+        user_turn = Turn.caller(
+            corrected,
+            started_at=ended_at - (utt.end_ms - utt.start_ms) / 1000,
+            ended_at=ended_at,
+            raw_text=text,
+            audio_ms=audio.size * 1000 // VAD_RATE_HZ,
+        )
+        await self._respond_text(corrected, latency, speech_end=speech_end, user_turn=user_turn)
+
+    async def _respond_text(
+        self,
+        text: str,
+        latency: dict[str, float],
+        speech_end: float | None = None,
+        user_turn: Turn | None = None,
+    ) -> None:
+        """Stream the LLM's answer to ``text`` into the speaker; run its tool calls after.
+
+        ``speech_end``: loop time the caller stopped talking (for voice-to-voice latency).
+        """
+        ctx = self.ctx
+        reply = self.new_reply("reply")
+        reply.latency_ms.update(latency)
+        messages = ctx.transcript.messages(ctx.profile.system_prompt, text)
+        turn = user_turn or Turn.caller(text)
+        calls: list[ToolCall] = []
+        tools = openai_tools(ctx.s.tools) or None
+
+        async def spoken() -> AsyncIterator[str]:
+            stream = ctx.deps.llm.stream(messages, tools)
+            try:
+                async for item in stream:
+                    if isinstance(item, ToolCall):
+                        calls.append(item)
+                    else:
+                        yield item
+            finally:  # a barge-in closes the LLM's stream at once (its request is cancelled)
+                await aclose_iterator(stream)
+
+        try:
+            await self._speak(reply, spoken(), llm_started=now())
+        except UpstreamError as exc:
+            ERRORS.labels(exc.service).inc()
+            log.error("call %s: reply failed: %s", ctx.call_sid, exc)
+            if not reply.spoken and not calls:
+                ctx.transcript.unanswered(turn, exc.service)
+                ctx.attention.owe_answer()
+                await self.say("apology", APOLOGY)
+                return
+        finally:
+            if reply.spoken or calls:  # an answer is (being) given: the exchange enters the history
+                ctx.transcript.commit_exchange(text, turn, reply)
+        if calls:
+            await self.run_tools(calls, reply)
+        if speech_end is not None and reply.spoken:
+            first = await reply.wait_for_first_frame()
+            if first is not None:
+                reply.latency_ms["voice_to_voice_ms"] = (first - speech_end) * 1000
+        for key, value in reply.latency_ms.items():
+            STAGE_LATENCY.labels(key.removesuffix("_ms")).observe(value / 1000)
+
+    async def _speak(self, reply: Reply, deltas: AsyncIterator[str], llm_started: float | None = None) -> None:
+        """Speak a text stream; a reply that said nothing is abandoned (the floor goes back).
+
+        Raises:
+            UpstreamError: the LLM or TTS failed.
+        """
+        try:
+            await self.speaker.speak(reply, deltas, llm_started)
+        finally:
+            if not reply.spoken:
+                self.ctx.machine.handle(Event.REPLY_ABANDONED)
+                self.ctx.persist_state()
+
+    def _dump_utterance(self, audio: np.ndarray) -> None:
+        folder = Path(str(self.ctx.s.debug_audio_dir))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{self.ctx.call_sid}-{self._seq}.wav").write_bytes(wav_bytes(audio, VAD_RATE_HZ))
