@@ -10,8 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from gateway.conversation.interruptions import DEFAULT_BACKCHANNELS
-from services.llm.config import DEFAULT_MODEL_ID
-from shared.config import PROJECT_ROOT, ServiceSettings
+from shared.config import DEFAULT_MODEL_ID, PROJECT_ROOT, ServiceSettings
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "placeholder", "secret", "xxx", "your_auth_token", "password"}
 PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "placeholder", "your_", "your-", "<your", "example")

@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+DEFAULT_MODEL_ID = "qwen2.5-0.5b-instruct"
+"""The model id the LLM serves (the CPU stand-in, and vLLM's ``--served-model-name``) and the
+gateway asks for: one name in both."""
+
 
 def models_dir() -> Path:
     """Where ``make models`` caches model artifacts: ``$SWITCHBOARD_MODELS_DIR`` or ``./models``."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import ServiceSettings, models_dir
+from shared.config import DEFAULT_MODEL_ID, ServiceSettings, models_dir
 
-DEFAULT_MODEL_ID = "qwen2.5-0.5b-instruct"
-"""The model id both the CPU stand-in and vLLM (``--served-model-name``) serve."""
+__all__ = ["DEFAULT_MODEL_ID", "LLMSettings"]
 
 
 class LLMSettings(ServiceSettings):
