@@ -52,7 +52,7 @@ run-gateway: ## Run only the gateway (port 8080)
 	@$(PY) -m gateway
 
 migrate: ## Apply database migrations (Alembic; the gateway also does this at start-up)
-	@$(PY) -m gateway.db.migrate
+	@$(PY) -m gateway.db upgrade
 
 test: ## The test suite (unit, component, db/admin, deploy, end-to-end with real models) — what CI runs
 	@$(PY) -m pytest -q

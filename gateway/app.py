@@ -28,8 +28,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         from redis.asyncio import Redis
 
         from gateway.after_call.webhook import WebhookSender
-        from gateway.agents.profile import CallHooks, SettingsHooks
-        from gateway.conversation.deps import Deps
+        from gateway.agents.static import SettingsHooks
+        from gateway.conversation.deps import CallHooks, Deps
         from gateway.conversation.smart_turn import SmartTurn
         from gateway.conversation.store import CallStore
         from gateway.conversation.vad import SileroVAD

@@ -2,17 +2,15 @@
 
 Both schemes appear in the OpenAPI document, so ``/docs``' *Authorize* button works. Without a
 configured key every admin request is refused (401): the admin API is off until a key is set.
+The database session of a request is :data:`gateway.admin.deps.Tx`.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.config import GatewaySettings
 
@@ -43,17 +41,3 @@ async def require_admin(
         raise _unauthorized("admin API key required (Authorization: Bearer <key> or X-Admin-Key)")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise _unauthorized("invalid admin API key")
-
-
-@asynccontextmanager
-async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session in a transaction on the app's database (committed on success).
-
-    Raises:
-        HTTPException: 503 when the gateway runs without a database.
-    """
-    runtime = getattr(request.app.state, "db_runtime", None)
-    if runtime is None:
-        raise HTTPException(status_code=503, detail="database disabled (GATEWAY_DATABASE_ENABLED=false)")
-    async with runtime.db.sessions() as session, session.begin():
-        yield session

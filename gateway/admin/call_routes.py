@@ -7,17 +7,19 @@ sub-resource names below resolves to that sub-resource, never to another call.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.admin.auth import require_admin, transaction
+from gateway.admin.auth import require_admin
+from gateway.admin.deps import Runtime, Tx, get_or_404
 from gateway.admin.schemas import CallDetail, CallOut, CallPage, ExtractionOut, TurnOut, WebhookEventOut
 from gateway.config import GatewaySettings
-from gateway.db.calls import CallRepo
 from gateway.db.models import Call
-from gateway.db.outbox_repo import OutboxRepo
+from gateway.db.repos import CallRepo, OutboxRepo
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_admin)], tags=["calls"])
 
@@ -39,17 +41,14 @@ def call_out(call: Call) -> CallOut:
     )
 
 
-async def _call(request: Request, call_sid: str) -> Call:
-    async with transaction(request) as s:
-        call = await CallRepo(s).get(call_sid, details=True)
-    if call is None:
-        raise HTTPException(status_code=404, detail=f"no call {call_sid}")
-    return call
+async def _call(s: AsyncSession, call_sid: str) -> Call:
+    """The call with its turns and extraction (404 if unknown)."""
+    return await get_or_404(partial(CallRepo(s).get, details=True), call_sid, "call")
 
 
 @router.get("/calls", response_model=CallPage)
 async def list_calls(
-    request: Request,
+    s: Tx,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
     agent_id: int | None = None,
@@ -57,70 +56,62 @@ async def list_calls(
     number: str | None = Query(None, max_length=32, description="matches the caller or the called number"),
 ) -> CallPage:
     """Calls, newest first."""
-    async with transaction(request) as s:
-        rows, total = await CallRepo(s).page(limit, offset, agent_id, status, number)
-        return CallPage(items=[call_out(c) for c in rows], total=total, limit=limit, offset=offset)
+    rows, total = await CallRepo(s).page(limit, offset, agent_id, status, number)
+    return CallPage(items=[call_out(c) for c in rows], total=total, limit=limit, offset=offset)
 
 
 @router.get("/calls/{call_sid:path}/transcript", response_model=list[TurnOut])
-async def get_transcript(call_sid: str, request: Request) -> list[TurnOut]:
+async def get_transcript(call_sid: str, s: Tx) -> list[TurnOut]:
     """The call's turns in order."""
-    return [TurnOut.model_validate(t) for t in (await _call(request, call_sid)).turns]
+    return [TurnOut.model_validate(t) for t in (await _call(s, call_sid)).turns]
 
 
 @router.get("/calls/{call_sid:path}/extraction", response_model=ExtractionOut)
-async def get_extraction(call_sid: str, request: Request) -> ExtractionOut:
+async def get_extraction(call_sid: str, s: Tx) -> ExtractionOut:
     """The post-call extraction (404 until it exists)."""
-    call = await _call(request, call_sid)
+    call = await _call(s, call_sid)
     if call.extraction is None:
         raise HTTPException(status_code=404, detail=f"no extraction for {call_sid} ({call.extraction_status})")
     return ExtractionOut.model_validate(call.extraction)
 
 
 @router.post("/calls/{call_sid:path}/extraction", status_code=202)
-async def rerun_extraction(call_sid: str, request: Request) -> dict[str, str]:
+async def rerun_extraction(call_sid: str, s: Tx, runtime: Runtime) -> dict[str, str]:
     """Run the extraction again (in the background; already-sent webhooks are not re-sent)."""
-    async with transaction(request) as s:
-        repo = CallRepo(s)
-        call = await repo.get(call_sid)
-        if call is None:
-            raise HTTPException(status_code=404, detail=f"no call {call_sid}")
-        if call.ended_at is None:
-            raise HTTPException(status_code=409, detail="the call is still in progress")
-        await repo.request_extraction(call)
-    runtime = request.app.state.db_runtime
+    repo = CallRepo(s)
+    call = await get_or_404(repo.get, call_sid, "call")
+    if call.ended_at is None:
+        raise HTTPException(status_code=409, detail="the call is still in progress")
+    await repo.request_extraction(call)
+    await s.commit()  # before the worker looks for it
     runtime.worker.start()
     runtime.worker.wake()
     return {"status": "pending"}
 
 
 @router.get("/calls/{call_sid:path}/webhooks", response_model=list[WebhookEventOut])
-async def get_webhooks(call_sid: str, request: Request) -> list[WebhookEventOut]:
+async def get_webhooks(call_sid: str, s: Tx) -> list[WebhookEventOut]:
     """The call's webhook events and every delivery attempt."""
-    await _call(request, call_sid)
-    async with transaction(request) as s:
-        return [WebhookEventOut.model_validate(e) for e in await OutboxRepo(s).for_call(call_sid)]
+    await get_or_404(CallRepo(s).get, call_sid, "call")
+    return [WebhookEventOut.model_validate(e) for e in await OutboxRepo(s).for_call(call_sid)]
 
 
 @router.post("/webhooks/{event_id}/retry", status_code=202, response_model=WebhookEventOut)
-async def retry_webhook(event_id: int, request: Request) -> WebhookEventOut:
+async def retry_webhook(event_id: int, s: Tx, runtime: Runtime) -> WebhookEventOut:
     """Deliver a pending or failed event now."""
-    async with transaction(request) as s:
-        repo = OutboxRepo(s)
-        row = await repo.get(event_id)
-        if row is None:
-            raise HTTPException(status_code=404, detail=f"no webhook event {event_id}")
-        await repo.retry_now(row)
-        out = WebhookEventOut.model_validate(row)
-    request.app.state.db_runtime.dispatcher.wake()
+    repo = OutboxRepo(s)
+    row = await get_or_404(repo.get, event_id, "webhook event")
+    await repo.retry_now(row)
+    out = WebhookEventOut.model_validate(row)
+    await s.commit()  # before the dispatcher looks for it
+    runtime.dispatcher.wake()
     return out
 
 
 @router.get("/webhooks/stats")
-async def webhook_stats(request: Request) -> dict[str, int]:
+async def webhook_stats(s: Tx) -> dict[str, int]:
     """Outbox events by status (held, pending, delivered, failed)."""
-    async with transaction(request) as s:
-        return await OutboxRepo(s).counts()
+    return await OutboxRepo(s).counts()
 
 
 @router.get(
@@ -128,9 +119,9 @@ async def webhook_stats(request: Request) -> dict[str, int]:
     response_class=FileResponse,
     responses={200: {"content": {"audio/wav": {}}, "description": "8 kHz mono PCM16 WAV, both sides mixed"}},
 )
-async def get_recording(call_sid: str, request: Request) -> FileResponse:
+async def get_recording(call_sid: str, s: Tx, request: Request) -> FileResponse:
     """The call's recording (404 if recording was off or the file is gone)."""
-    call = await _call(request, call_sid)
+    call = await get_or_404(CallRepo(s).get, call_sid, "call")
     settings: GatewaySettings = request.app.state.settings
     if not call.recording_path:
         raise HTTPException(status_code=404, detail=f"no recording for {call_sid}")
@@ -143,11 +134,10 @@ async def get_recording(call_sid: str, request: Request) -> FileResponse:
 
 # Last: ``{call_sid:path}`` also matches ``CA…/transcript``, so the routes above must be tried first.
 @router.get("/calls/{call_sid:path}", response_model=CallDetail)
-async def get_call(call_sid: str, request: Request) -> CallDetail:
+async def get_call(call_sid: str, s: Tx) -> CallDetail:
     """A call with its transcript, extraction and webhook deliveries."""
-    call = await _call(request, call_sid)
-    async with transaction(request) as s:
-        events = await OutboxRepo(s).for_call(call_sid)
+    call = await _call(s, call_sid)
+    events = await OutboxRepo(s).for_call(call_sid)
     return CallDetail(
         **call_out(call).model_dump(),
         turns=[TurnOut.model_validate(t) for t in call.turns],

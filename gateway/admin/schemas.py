@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from gateway.db.corrections import validate_regex_rule
+from gateway.conversation.corrections import validate_regex_rule
 
 E164 = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+[1-9]\d{1,14}$")]
 """A phone number in E.164: ``+`` and up to 15 digits (``+15550100002``)."""
@@ -128,7 +128,7 @@ class NumberOut(BaseModel):
 
 class CorrectionIn(_In):
     """A keyword correction: global without ``agent_id``; ``is_regex`` patterns must compile and be fast
-    (no catastrophic backtracking, see :func:`~gateway.db.corrections.validate_regex_rule`)."""
+    (no catastrophic backtracking, see :func:`~gateway.conversation.corrections.validate_regex_rule`)."""
 
     pattern: str = Field(..., min_length=1, max_length=500)
     replacement: str = Field(..., max_length=500)

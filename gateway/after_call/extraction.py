@@ -2,7 +2,8 @@
 
 The schema is sent as constrained output (llama.cpp: ``response_format={"type": "json_object",
 "schema": …}`` compiles it to a grammar; vLLM: OpenAI's ``json_schema``), the answer is validated
-with :class:`CallDetails`, and an invalid answer is retried once with the validation error.
+with :class:`CallDetails`, and an invalid answer is retried once with the validation error. The
+request goes through the gateway's one LLM client (:meth:`gateway.upstream.llm.LLMClient.complete`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import openai
-from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.upstream.llm import LLMClient
+from shared.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,9 @@ class Extractor:
         timeout_s: per request, seconds.
         max_tokens: answer length cap, tokens.
         json_mode: ``json_object`` (llama.cpp: schema inside ``response_format``) or ``json_schema`` (OpenAI/vLLM).
+
+    :meth:`sharing` builds one on the app's :class:`~gateway.upstream.llm.LLMClient` instead (its
+    connection pool, not a second one).
     """
 
     def __init__(
@@ -172,10 +177,22 @@ class Extractor:
         max_tokens: int = 400,
         json_mode: str = "json_object",
     ) -> None:
-        self.client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=1)
+        self.llm = LLMClient(base_url, model, api_key, timeout_s=timeout_s, max_tokens=max_tokens)
+        self._owns_llm = True
         self.model = model
+        self.timeout_s = timeout_s
         self.max_tokens = max_tokens
         self.json_mode = json_mode
+
+    @classmethod
+    def sharing(
+        cls, llm: LLMClient, timeout_s: float = 60.0, max_tokens: int = 400, json_mode: str = "json_object"
+    ) -> Extractor:
+        """An extractor asking ``llm``'s server and model through ``llm`` (which :meth:`close` leaves open)."""
+        extractor = cls.__new__(cls)  # not __init__: that one builds its own client
+        extractor.llm, extractor._owns_llm, extractor.model = llm, False, llm.model
+        extractor.timeout_s, extractor.max_tokens, extractor.json_mode = timeout_s, max_tokens, json_mode
+        return extractor
 
     def _response_format(self) -> dict[str, Any]:
         if self.json_mode == "json_schema":
@@ -186,18 +203,20 @@ class Extractor:
         return {"type": "json_object", "schema": EXTRACTION_SCHEMA}
 
     async def _ask(self, messages: list[dict[str, str]]) -> tuple[str, str | None]:
-        """One request: the answer's text and its finish reason (``None`` if the server gave none)."""
-        resp = await self.client.chat.completions.create(  # type: ignore[call-overload]
-            model=self.model,
-            messages=messages,
+        """One request (retried once on a connection error or 5xx): the answer's text and its finish
+        reason (``None`` if the server gave none).
+
+        Raises:
+            UpstreamError: the request failed.
+        """
+        return await self.llm.complete(
+            messages,
             response_format=self._response_format(),
-            temperature=0.0,
             max_tokens=self.max_tokens,
+            temperature=0.0,
+            timeout_s=self.timeout_s,
+            retries=1,
         )
-        if not resp.choices:
-            return "", None
-        choice = resp.choices[0]
-        return choice.message.content or "", choice.finish_reason
 
     async def extract(self, turns: Sequence[dict[str, Any]], caller_id: str = "") -> ExtractionResult:
         """Extract :class:`CallDetails` from a call's turns; never raises (errors are in the result).
@@ -222,7 +241,7 @@ class Extractor:
             attempts += 1
             try:
                 raw, finish_reason = await self._ask(messages)
-            except openai.OpenAIError as exc:
+            except UpstreamError as exc:
                 error = f"LLM request failed: {type(exc).__name__}: {exc}"
                 log.warning("extraction: %s", error)
                 continue
@@ -247,5 +266,6 @@ class Extractor:
         return ExtractionResult(None, raw, attempts, error, self.model, (time.monotonic() - t0) * 1000)
 
     async def close(self) -> None:
-        """Close the HTTP client."""
-        await self.client.close()
+        """Close the LLM client if this extractor made it (not one given to :meth:`sharing`)."""
+        if self._owns_llm:
+            await self.llm.close()

@@ -24,16 +24,31 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC as _UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.agents.profile import CallHooks, CallSummary
+from gateway.agents.profile import AgentDirectory, CallSummary
 from gateway.conversation.store import CallStore
+from gateway.db.models import from_unix
+from gateway.db.repos import CallRepo
 from gateway.metrics import ERRORS, ORPHANS
+
+if TYPE_CHECKING:
+    from gateway.db.engine import Database
 
 log = logging.getLogger(__name__)
 
 LOST_STATUS = "gateway-lost"
 """Status of a call finished by the sweeper (its gateway stopped mid-call)."""
+
+
+class CallFinisher(AgentDirectory, Protocol):
+    """What finishes a call no session finished: the agent for its number again, then the hooks'
+    ``call_ended`` (both hook implementations, :class:`~gateway.agents.static.SettingsHooks` and
+    :class:`~gateway.after_call.runtime.DatabaseHooks`, are one)."""
+
+    async def call_ended(self, summary: CallSummary) -> None:
+        """Keep the finished call (row, webhook); never raises."""
+        ...
 
 
 def new_gateway_id() -> str:
@@ -57,7 +72,7 @@ class CallSweeper:
     def __init__(
         self,
         store: CallStore,
-        hooks: CallHooks,
+        hooks: CallFinisher,
         gateway_id: str,
         live_calls: Callable[[], int],
         heartbeat_ttl_s: float = 10.0,
@@ -153,7 +168,7 @@ class CallSweeper:
 
 
 async def finish_call(
-    hooks: CallHooks,
+    hooks: CallFinisher,
     *,
     call_sid: str,
     stream_sid: str,
@@ -178,24 +193,21 @@ async def finish_call(
         await hooks.call_ended(summary)
 
 
-async def sweep_database(db: Any, hooks: CallHooks, store: CallStore, older_than_s: float) -> list[str]:
+async def sweep_database(db: Database, hooks: CallFinisher, store: CallStore, older_than_s: float) -> list[str]:
     """Finish database calls still ``in-progress`` that started more than ``older_than_s`` ago.
 
     Their turns come from Redis when it still has them (else the call is closed with none).
 
-    Args:
-        db: a :class:`gateway.db.engine.Database`.
-
     Returns:
         The CallSids finished.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database could not be read.
     """
-    from sqlalchemy import select
-
-    from gateway.db.models import Call, from_unix
-
     cutoff = from_unix(time.time() - older_than_s)
+    assert cutoff is not None
     async with db.sessions() as s:
-        rows = (await s.execute(select(Call).where(Call.status == "in-progress", Call.started_at < cutoff))).scalars()
+        rows = await CallRepo(s).in_progress_before(cutoff)
         calls = [(c.call_sid, c.stream_sid or "", c.from_number or "", c.to_number or "", c.started_at) for c in rows]
     done = []
     for call_sid, stream_sid, from_, to, started in calls:

@@ -31,7 +31,7 @@ import httpx
 
 from gateway.db.engine import Database
 from gateway.db.models import OutboxEvent, utcnow
-from gateway.db.outbox_repo import OutboxRepo
+from gateway.db.repos import OutboxRepo
 from gateway.metrics import ERRORS, WEBHOOKS
 
 log = logging.getLogger(__name__)

@@ -1,18 +1,22 @@
-"""The seam between a live call and everything around it (tenants, persistence, webhooks).
+"""Who answers a call and what is known once it is over: :class:`AgentProfile` and :class:`CallSummary`.
 
-A :class:`CallSession` asks its hooks which :class:`AgentProfile` answers a call when the stream
-starts, and hands them a :class:`CallSummary` when the call ends. :class:`SettingsHooks` is the
-simplest implementation: one agent from the settings, and the webhook posted with retries.
+A live call asks its hooks (:class:`gateway.conversation.deps.CallHooks`) for an
+:class:`AgentProfile` when the stream starts and hands them a :class:`CallSummary` when it ends.
+:class:`AgentDirectory` is the read-only half: the profile for a number, recording nothing
+(``/v1/pipeline``, the orphan sweeper). Both hook implementations satisfy it:
+:class:`gateway.agents.static.SettingsHooks` (one agent from the settings) and
+:class:`gateway.after_call.runtime.DatabaseHooks` (the database's agents).
+
+Plain data and Protocols only: this module imports nothing of the gateway at run time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.after_call.webhook import WebhookSender
-from gateway.config import GatewaySettings
-from gateway.conversation.corrections import Corrections
+if TYPE_CHECKING:
+    from gateway.conversation.corrections import Corrections
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,14 @@ class AgentProfile:
     """Who answers a call: voice, greeting, prompt, corrections, and business routing.
 
     Attributes:
-        agent_id: database id of the agent, or ``None`` for the settings default.
+        greeting: spoken first, as is.
+        system_prompt: the LLM's system prompt, business facts already rendered in.
+        voice: the TTS voice (Kokoro name, ``af_heart``).
+        corrections: applied to every transcript before the LLM sees it.
+        agent_id: database id of the agent, or ``None`` for the settings' agent.
+        name: the agent's (business's) name, in logs, the call row and webhooks.
+        transfer_number: E.164 number the transfer tool dials, or ``None`` (no transfer).
+        webhook_url: where the call's events go (``None``: nowhere).
         reject_message: if set, the call is not served: this is spoken and the call ends.
     """
 
@@ -40,8 +51,10 @@ class CallSummary:
     """Everything known about a finished call.
 
     Attributes:
+        started_at, ended_at: Unix seconds.
         turns: the call's turns as stored in Redis (dicts with role, text, timestamps, …).
-        recording_pcm16: both sides mixed, PCM16 8 kHz mono (int16 array), or ``None`` if off.
+        status: how the call ended (``completed``, ``gateway-lost``, …).
+        recording_pcm16: both sides mixed, PCM16 8 kHz mono (int16 array of shape (n,)), or ``None`` if off.
     """
 
     call_sid: str
@@ -54,10 +67,9 @@ class CallSummary:
     profile: AgentProfile
     status: str = "completed"
     recording_pcm16: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def webhook_payload(self) -> dict[str, Any]:
-        """The ``call.completed`` event body (see README)."""
+        """The ``call.completed`` event body (see README): ids, numbers, agent, status, times, turns."""
         return {
             "event": "call.completed",
             "call_sid": self.call_sid,
@@ -70,50 +82,16 @@ class CallSummary:
             "ended_at": self.ended_at,
             "duration_seconds": round(self.ended_at - self.started_at, 3),
             "turns": self.turns,
-            **self.extra,
         }
 
 
-class CallHooks(Protocol):
-    """What the gateway does around calls. Implementations must not raise into the call."""
+class AgentDirectory(Protocol):
+    """Looks up who answers a number, recording nothing."""
 
-    async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
-        """The agent that answers a call to ``to`` (E.164); records the call's start."""
+    async def resolve(self, to: str | None) -> AgentProfile:
+        """The profile answering calls to ``to`` (E.164; ``None``/``""``: the unknown-number answer).
+
+        Raises:
+            Exception: the directory's store is unavailable (the database); callers decide the fallback.
+        """
         ...
-
-    async def resolve(self, to: str) -> AgentProfile:
-        """The agent for ``to``, without recording anything (finishing a dead gateway's call)."""
-        ...
-
-    async def call_ended(self, summary: CallSummary) -> None:
-        """Called once when the call is over (after its turns are in Redis)."""
-        ...
-
-
-class SettingsHooks:
-    """One agent from :class:`GatewaySettings`; ``call.completed`` posted to ``GATEWAY_WEBHOOK_URL``."""
-
-    def __init__(self, settings: GatewaySettings, webhooks: WebhookSender) -> None:
-        self.settings = settings
-        self.webhooks = webhooks
-        self.profile = AgentProfile(
-            greeting=settings.greeting,
-            system_prompt=settings.system_prompt,
-            voice=settings.voice,
-            corrections=Corrections(settings.corrections),
-            transfer_number=settings.transfer_number,
-            webhook_url=settings.webhook_url,
-        )
-
-    async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
-        """Always the settings' agent."""
-        return self.profile
-
-    async def resolve(self, to: str) -> AgentProfile:
-        """Always the settings' agent."""
-        return self.profile
-
-    async def call_ended(self, summary: CallSummary) -> None:
-        """Post the webhook in the background (retried in memory)."""
-        if summary.profile.webhook_url:
-            self.webhooks.submit(summary.profile.webhook_url, summary.webhook_payload())

@@ -1,8 +1,11 @@
-"""The async engine and session factory (SQLite via aiosqlite, PostgreSQL via asyncpg), and migrations."""
+"""The async engine and session factory (SQLite via aiosqlite, PostgreSQL via asyncpg).
+
+Imports nothing of the gateway: the URL comes in as a string (normalised here), and migrations
+(:mod:`gateway.db.migrate`) build on this module, never the other way round.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,8 +15,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger(__name__)
-
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def normalize_url(url: str) -> str:
@@ -65,7 +66,11 @@ class Database:
     """One database: ``engine`` and ``sessions`` (an ``async_sessionmaker``, ``expire_on_commit=False``).
 
     Args:
-        url: SQLAlchemy URL (``sqlite:///data/switchboard.db``, ``postgresql://…``; drivers filled in).
+        url: SQLAlchemy URL (``sqlite:///data/switchboard.db``, ``postgresql://…``; drivers filled
+            in by :func:`normalize_url`, so a plain ``GatewaySettings.resolved_database_url`` will do).
+
+    Raises:
+        sqlalchemy.exc.ArgumentError: the URL is not a database URL.
     """
 
     def __init__(self, url: str) -> None:
@@ -77,12 +82,6 @@ class Database:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
-
-    async def migrate(self, revision: str = "head") -> None:
-        """Apply the Alembic migrations up to ``revision`` (in a worker thread; Alembic runs its own loop)."""
-        from gateway.db.migrate import upgrade
-
-        await asyncio.to_thread(upgrade, self.url, revision)
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

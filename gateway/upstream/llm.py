@@ -119,6 +119,61 @@ class LLMClient:
         except httpx.TransportError as exc:  # the connection broke while reading the stream
             raise UpstreamError("llm", f"stream broken: {exc!r}", retryable=True) from exc
 
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        response_format: dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        timeout_s: float | None = None,
+        retries: int = 0,
+    ) -> tuple[str, str | None]:
+        """One non-streamed completion (post-call extraction): the answer's text and its finish reason.
+
+        Shares this client's connection pool; ``timeout_s`` and ``retries`` apply to this request only.
+
+        Args:
+            messages: the chat, OpenAI-shaped (``role``, ``content``).
+            response_format: constrained output (``{"type": "json_object", "schema": …}`` for
+                llama.cpp, ``{"type": "json_schema", …}`` for vLLM/OpenAI), or ``None``.
+            max_tokens: answer length cap, tokens (default: the client's).
+            temperature: sampling temperature.
+            timeout_s: request timeout, seconds (default: the client's).
+            retries: extra tries the ``openai`` client makes on a connection error, 408/429/5xx.
+
+        Returns:
+            ``(text, finish_reason)``: ``""`` for no content; finish reason ``None`` when the server
+            gave none (an answer cut short upstream).
+
+        Raises:
+            UpstreamError: connection failure, timeout or an error status (retryable for 5xx/429).
+        """
+        client = self.client.with_options(max_retries=retries)
+        if timeout_s is not None:
+            client = client.with_options(timeout=timeout_s)
+        extra: dict[str, Any] = {"response_format": response_format} if response_format is not None else {}
+        try:
+            resp = await client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=self.max_tokens if max_tokens is None else max_tokens,
+                temperature=temperature,
+                **extra,
+            )
+        except openai.APITimeoutError as exc:
+            raise UpstreamError("llm", "timed out", retryable=True) from exc
+        except openai.APIConnectionError as exc:
+            raise UpstreamError("llm", f"unreachable: {exc}", retryable=True) from exc
+        except openai.APIStatusError as exc:
+            raise UpstreamError.from_status("llm", exc.status_code, str(exc.message)) from exc
+        except openai.APIError as exc:
+            raise UpstreamError("llm", f"error: {exc.message}", retryable=True) from exc
+        if not resp.choices:
+            return "", None
+        choice = resp.choices[0]
+        return choice.message.content or "", choice.finish_reason
+
     async def close(self) -> None:
         """Close the underlying HTTP client."""
         await self.client.close()

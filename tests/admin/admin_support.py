@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from dbtest_support import free_port
 
-from gateway.after_call.lifecycle import DatabaseHooks
+from gateway.after_call.runtime import DatabaseHooks
 from gateway.agents.profile import CallSummary
 from gateway.config import GatewaySettings
 from gateway.db.engine import Database

@@ -19,9 +19,8 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.config import GatewaySettings
-from gateway.db.calls import CallRepo
 from gateway.db.engine import Database
-from gateway.db.repos import NumberRepo
+from gateway.db.repos import CallRepo, NumberRepo
 
 
 @pytest.fixture
@@ -56,7 +55,8 @@ def test_every_admin_route_needs_the_key(client: TestClient) -> None:
             assert resp.headers["www-authenticate"].startswith("Bearer")
     assert client.get("/api/agents", headers=AUTH).status_code == 200
     assert client.get("/api/agents", headers={"X-Admin-Key": ADMIN_KEY}).status_code == 200
-    assert client.post("/v1/pipeline").status_code == 401
+    pipeline = client.post("/v1/pipeline")  # OpenAI-shaped, like the STT/TTS services
+    assert pipeline.status_code == 401 and pipeline.json()["error"]["code"] == "invalid_api_key"
 
 
 def test_admin_api_is_off_without_a_configured_key(db_url: str, tmp_path: Path) -> None:
@@ -82,7 +82,14 @@ def test_agents_crud(client: TestClient) -> None:
     assert agent["webhook_events"] == ["call.started", "call.completed"] and agent["facts"] == AGENT["facts"]
     aid = agent["id"]
     assert client.get(f"/api/agents/{aid}", headers=AUTH).json()["name"] == "Acme Plumbing"
-    assert client.post("/api/agents", json=AGENT, headers=AUTH).status_code == 409
+    taken = client.post("/api/agents", json=AGENT, headers=AUTH)
+    assert taken.status_code == 409 and "already exists" in taken.json()["detail"]
+    bolt = client.post("/api/agents", json={**AGENT, "name": "Bolt"}, headers=AUTH).json()
+    clash = client.patch(f"/api/agents/{bolt['id']}", json={"name": "Acme Plumbing", "greeting": "Hi"}, headers=AUTH)
+    assert clash.status_code == 409  # and the whole change is rolled back:
+    assert client.get(f"/api/agents/{bolt['id']}", headers=AUTH).json()["greeting"] == AGENT["greeting"]
+    assert client.delete(f"/api/agents/{bolt['id']}", headers=AUTH).status_code == 204
+    assert client.get("/api/agents/999999", headers=AUTH).json()["detail"] == "no agent 999999"
     patched = client.patch(f"/api/agents/{aid}", json={"greeting": "Hello!", "transfer_number": None}, headers=AUTH)
     assert patched.status_code == 200 and patched.json()["greeting"] == "Hello!"
     assert patched.json()["transfer_number"] is None and patched.json()["voice"] == "am_michael"
@@ -130,6 +137,8 @@ def test_numbers_crud_and_validation(client: TestClient) -> None:
     ]
     for bad in bad_numbers:
         assert client.post("/api/numbers", json=bad, headers=AUTH).status_code == 422, bad
+    no_agent = client.post("/api/numbers", json={"number": "+15550100003", "agent_id": 999}, headers=AUTH).json()
+    assert no_agent["detail"][0]["loc"] == ["body", "agent_id"] and "no agent 999" in no_agent["detail"][0]["msg"]
     relabelled = client.patch(f"/api/numbers/{nid}", json={"label": "front desk"}, headers=AUTH)
     assert relabelled.json()["label"] == "front desk"
     assert client.patch(f"/api/numbers/{nid}", json={"agent_id": None}, headers=AUTH).status_code == 422

@@ -15,9 +15,9 @@ from admin_support import ADMIN_KEY, AGENT, TURNS, seed_call
 from cdp import Chrome
 from dbtest_support import Process, free_port, start_service
 
-from gateway.db.calls import CallRepo
 from gateway.db.engine import Database
 from gateway.db.migrate import upgrade
+from gateway.db.repos import CallRepo
 
 pytestmark = pytest.mark.timeout(180)
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -65,10 +65,19 @@ def test_pipeline_runs_the_whole_chain_with_the_agents_corrections(
 
 
 def test_pipeline_rejects_what_is_not_audio(client: TestClient) -> None:
+    """Errors come OpenAI-shaped, as the services' do: ``{"error": {message, type, param, code}}``."""
     resp = client.post("/v1/pipeline", files={"file": ("x.wav", b"not audio at all", "audio/wav")}, headers=AUTH)
-    assert resp.status_code == 422 and "audio" in resp.json()["detail"]
-    assert client.post("/v1/pipeline", headers=AUTH).status_code == 422  # no file
+    assert resp.status_code == 415, resp.text
+    error = resp.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", "file", "unsupported_audio")
+    assert "audio" in error["message"]
+    missing = client.post("/v1/pipeline", headers=AUTH)  # no file
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "file", missing.text
     silence = io.BytesIO()
     sf.write(silence, np.zeros(16000, dtype=np.int16), 16000, format="WAV")
     resp = client.post("/v1/pipeline", files={"file": ("s.wav", silence.getvalue(), "audio/wav")}, headers=AUTH)
-    assert resp.status_code == 422 and "no speech" in resp.json()["detail"]
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "no_speech", resp.text
+    assert "no speech" in resp.json()["error"]["message"]
+    unauthorized = client.post("/v1/pipeline", files={"file": ("s.wav", silence.getvalue(), "audio/wav")})
+    assert unauthorized.status_code == 401 and unauthorized.json()["error"]["code"] == "invalid_api_key"
+    assert unauthorized.headers["www-authenticate"].startswith("Bearer")

@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-from gateway.after_call.lifecycle import DatabaseHooks
+from gateway.after_call.runtime import DatabaseHooks
 from gateway.agents.profile import AgentProfile
 from gateway.config import GatewaySettings
 from gateway.db.engine import Database

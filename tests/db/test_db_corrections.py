@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.after_call.lifecycle import DatabaseHooks
+from gateway.after_call.runtime import DatabaseHooks
 from gateway.config import GatewaySettings
-from gateway.conversation.corrections import Corrections
-from gateway.db.corrections import Rule, RuleCorrections
+from gateway.conversation.corrections import Corrections, Rule, RuleCorrections
 from gateway.db.engine import Database
 from gateway.db.repos import AgentRepo, CorrectionRepo, NumberRepo
 

@@ -17,14 +17,14 @@ from dbtest_support import Process, WebhookReceiver, free_port
 from fastapi import FastAPI, Request
 
 from gateway.after_call.extraction import CallDetails, Extractor, format_transcript, ground
-from gateway.after_call.lifecycle import DatabaseHooks, PostCallWorker
 from gateway.after_call.outbox import OutboxDispatcher, OutboxPolicy
+from gateway.after_call.runtime import DatabaseHooks
+from gateway.after_call.worker import PostCallWorker
 from gateway.agents.profile import CallSummary
 from gateway.config import GatewaySettings
-from gateway.db.calls import CallRepo
 from gateway.db.engine import Database
 from gateway.db.migrate import upgrade
-from gateway.db.repos import AgentRepo, NumberRepo
+from gateway.db.repos import AgentRepo, CallRepo, NumberRepo
 
 # A real call's turns as the session stores them (a caller with a leak under the sink).
 CALL = [

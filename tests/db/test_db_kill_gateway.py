@@ -16,13 +16,12 @@ import httpx
 import pytest
 from dbtest_support import Process, WebhookReceiver, documented_verifier, free_port, start_service
 
-from gateway.after_call.lifecycle import DatabaseHooks
+from gateway.after_call.runtime import DatabaseHooks
 from gateway.agents.profile import CallSummary
 from gateway.config import GatewaySettings
 from gateway.db.engine import Database
 from gateway.db.migrate import upgrade
-from gateway.db.outbox_repo import OutboxRepo
-from gateway.db.repos import AgentRepo, NumberRepo
+from gateway.db.repos import AgentRepo, NumberRepo, OutboxRepo
 
 SECRET = "kill-test-secret-42"
 ADMIN_KEY = "admin-key-for-the-kill-test"

@@ -11,13 +11,14 @@ import soundfile as sf
 from sqlalchemy import select
 
 from gateway.after_call.extraction import CallDetails, ExtractionResult
-from gateway.after_call.lifecycle import DatabaseHooks, PostCallWorker, render_prompt
+from gateway.after_call.runtime import DatabaseHooks
+from gateway.after_call.worker import PostCallWorker
 from gateway.agents.profile import AgentProfile, CallSummary
+from gateway.agents.resolver import render_prompt
 from gateway.config import GatewaySettings
-from gateway.db.calls import CallRepo
 from gateway.db.engine import Database
 from gateway.db.models import OutboxEvent
-from gateway.db.repos import AgentRepo, NumberRepo
+from gateway.db.repos import AgentRepo, CallRepo, NumberRepo
 
 ACME = {
     "name": "Acme Plumbing",

@@ -62,7 +62,7 @@ async def test_downgrade_to_base_then_upgrade_again(db_url: str) -> None:
 
 
 def test_alembic_command_line_and_module_entry_point(tmp_path: Path) -> None:
-    """`alembic upgrade head` (alembic.ini at the root) and `python -m gateway.db.migrate` both migrate."""
+    """`alembic upgrade head` (alembic.ini at the root) and `python -m gateway.db upgrade` both migrate."""
     cli_db, module_db = tmp_path / "cli.db", tmp_path / "module.db"
     alembic = Path(sys.executable).with_name("alembic")
     proc = subprocess.run(
@@ -72,8 +72,13 @@ def test_alembic_command_line_and_module_entry_point(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     env = {**os.environ, "GATEWAY_DATABASE_URL": f"sqlite:///{module_db}"}
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway.db.migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "gateway.db", "upgrade"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     for db in (cli_db, module_db):
         assert asyncio.run(current(f"sqlite:///{db}")) == head()
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.db", "--url", f"sqlite:///{module_db}", "current"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip() == head(), proc.stderr

@@ -13,7 +13,7 @@ from dbtest_support import WebhookReceiver, documented_verifier
 
 from gateway.after_call.outbox import OutboxDispatcher, OutboxPolicy, backoff_s, sign, verify
 from gateway.db.engine import Database
-from gateway.db.outbox_repo import OutboxRepo
+from gateway.db.repos import OutboxRepo
 
 SECRET = "whsec-test-0123456789"
 FAST = OutboxPolicy(max_attempts=6, backoff_base_s=0.2, backoff_max_s=1.0, timeout_s=2.0, poll_interval_s=0.1)

@@ -12,7 +12,7 @@ from dbtest_support import WebhookReceiver
 
 from gateway.after_call.outbox import OutboxDispatcher, OutboxPolicy
 from gateway.db.engine import Database
-from gateway.db.outbox_repo import OutboxRepo
+from gateway.db.repos import OutboxRepo
 
 # timeout 2 s: the lease (one attempt + margin) runs out 4 s after the claim
 POLICY = OutboxPolicy(max_attempts=6, backoff_base_s=0.2, backoff_max_s=1.0, timeout_s=2.0, poll_interval_s=0.1)

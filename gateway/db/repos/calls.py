@@ -128,6 +128,12 @@ class CallRepo:
         """The call's turns in order."""
         return (await self.s.scalars(select(Turn).where(Turn.call_id == call_id).order_by(Turn.seq))).all()
 
+    async def in_progress_before(self, started_before: datetime) -> Sequence[Call]:
+        """Calls still ``in-progress`` that started before ``started_before`` (UTC): the orphan
+        sweeper's database-only orphans."""
+        stmt = select(Call).where(Call.status == "in-progress", Call.started_at < started_before)
+        return (await self.s.scalars(stmt)).all()
+
     async def pending_extractions(self, limit: int = 10) -> Sequence[Call]:
         """Finished calls waiting for their extraction, oldest first."""
         stmt = (

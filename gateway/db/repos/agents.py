@@ -1,4 +1,4 @@
-"""Repositories of the configuration tables: agents, phone numbers and corrections.
+"""Repositories of the agents and their phone numbers (the number → agent map).
 
 Each repository works inside the caller's :class:`AsyncSession` (the caller owns the
 transaction: ``async with db.sessions() as s, s.begin(): ...``); writes are flushed at once so
@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from gateway.db.corrections import Rule
-from gateway.db.models import Agent, CorrectionRule, PhoneNumber, utcnow
+from gateway.db.models import Agent, PhoneNumber, utcnow
 
 
 class Conflict(Exception):
@@ -24,7 +23,15 @@ class Conflict(Exception):
 
 
 class NotFound(Exception):
-    """A referenced row does not exist."""
+    """A referenced row does not exist.
+
+    Attributes:
+        field: the request field that named it (``agent_id``), for a 422 pointing at it.
+    """
+
+    def __init__(self, message: str, field: str = "agent_id") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 async def _flush(session: AsyncSession, what: str) -> None:
@@ -131,7 +138,7 @@ class NumberRepo:
             NotFound: no such agent.
             Conflict: the number is already mapped.
         """
-        await _require_agent(self.s, agent_id)
+        await require_agent(self.s, agent_id)
         row = PhoneNumber(number=number, agent_id=agent_id, label=label)
         self.s.add(row)
         await _flush(self.s, f"number {number}")
@@ -145,7 +152,7 @@ class NumberRepo:
             Conflict: the new number is already mapped.
         """
         if fields.get("agent_id") is not None:
-            await _require_agent(self.s, fields["agent_id"])
+            await require_agent(self.s, fields["agent_id"])
         for key, value in fields.items():
             setattr(row, key, value)
         await _flush(self.s, f"number {row.number}")
@@ -157,71 +164,11 @@ class NumberRepo:
         await self.s.flush()
 
 
-class CorrectionRepo:
-    """Keyword corrections: global (``agent_id`` ``None``) and per agent."""
+async def require_agent(session: AsyncSession, agent_id: int) -> None:
+    """Check that ``agent_id`` names an agent.
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.s = session
-
-    async def all(self, agent_id: int | None = None, scope: str = "all") -> Sequence[CorrectionRule]:
-        """Rules by id. ``scope``: ``all``, ``global`` (agent-less) or ``agent`` (``agent_id``'s own)."""
-        stmt = select(CorrectionRule).order_by(CorrectionRule.id)
-        if scope == "global":
-            stmt = stmt.where(CorrectionRule.agent_id.is_(None))
-        elif agent_id is not None:
-            stmt = stmt.where(CorrectionRule.agent_id == agent_id)
-        return (await self.s.scalars(stmt)).all()
-
-    async def rules_for(self, agent_id: int | None) -> list[Rule]:
-        """Global rules then the agent's own (the agent's override a global literal with the same pattern)."""
-        stmt = select(CorrectionRule).order_by(CorrectionRule.agent_id.is_not(None), CorrectionRule.id)
-        stmt = stmt.where(
-            or_(CorrectionRule.agent_id.is_(None), CorrectionRule.agent_id == agent_id)
-            if agent_id is not None
-            else CorrectionRule.agent_id.is_(None)
-        )
-        return [Rule(r.pattern, r.replacement, r.is_regex) for r in (await self.s.scalars(stmt)).all()]
-
-    async def get(self, rule_id: int) -> CorrectionRule | None:
-        """By id, or ``None``."""
-        return await self.s.get(CorrectionRule, rule_id)
-
-    async def create(self, pattern: str, replacement: str, is_regex: bool, agent_id: int | None) -> CorrectionRule:
-        """Add a rule.
-
-        Raises:
-            NotFound: ``agent_id`` names no agent.
-        """
-        if agent_id is not None:
-            await _require_agent(self.s, agent_id)
-        row = CorrectionRule(pattern=pattern, replacement=replacement, is_regex=is_regex, agent_id=agent_id)
-        self.s.add(row)
-        await self.s.flush()
-        return row
-
-    async def update(self, row: CorrectionRule, **fields: Any) -> CorrectionRule:
-        """Change any of pattern, replacement, is_regex, agent_id.
-
-        Raises:
-            NotFound: the new ``agent_id`` names no agent.
-        """
-        if fields.get("agent_id") is not None:
-            await _require_agent(self.s, fields["agent_id"])
-        for key, value in fields.items():
-            setattr(row, key, value)
-        await self.s.flush()
-        return row
-
-    async def delete(self, row: CorrectionRule) -> None:
-        """Remove the rule."""
-        await self.s.delete(row)
-        await self.s.flush()
-
-    async def count(self) -> int:
-        """Number of rules."""
-        return int(await self.s.scalar(select(func.count()).select_from(CorrectionRule)) or 0)
-
-
-async def _require_agent(session: AsyncSession, agent_id: int) -> None:
+    Raises:
+        NotFound: it does not (``field="agent_id"``).
+    """
     if await session.get(Agent, agent_id) is None:
         raise NotFound(f"no agent {agent_id}")
