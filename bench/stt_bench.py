@@ -55,7 +55,6 @@ SENTENCES = [
     "I want to check the status of my delivery.",
 ]
 VOICES = ["af_heart", "am_michael", "bf_emma"]
-RESERVED_PORTS = {6379, 8000, 8001, 8002, 8080}
 
 
 @dataclass

@@ -49,7 +49,6 @@ EQUIV_SENTENCES = [
     "The total comes to $42.50, including tax.",
     "Dr. Smith's office is at 123 Main St., suite 200.",
 ]
-FORBIDDEN_PORTS = {8000, 8001, 8002, 8080, 6379}
 
 
 def _out(line: str = "") -> None:

@@ -1,4 +1,5 @@
-"""OpenAI-shaped error bodies for the STT/TTS services, and typed upstream errors for clients.
+"""OpenAI-shaped error bodies for the STT/TTS services, their queue-full error, and typed upstream
+errors for clients.
 
 Error body shape (as the OpenAI API returns it)::
 
@@ -64,6 +65,21 @@ def install_error_handlers(app: FastAPI) -> None:
         msg = f"{param}: {first.get('msg', 'invalid request')}" if param else str(first.get("msg", "invalid"))
         err = APIError(400, msg, param=param, code="invalid_value")
         return JSONResponse(err.body(), status_code=400)
+
+
+class QueueFullError(Exception):
+    """A service's work queue is full (STT transcriptions, TTS syntheses): answer 503 with ``Retry-After``.
+
+    Args:
+        depth: how many jobs are waiting.
+        retry_after_s: seconds the client should wait before trying again.
+        what: what the queue holds, for the message (``"transcription"``, ``"synthesis"``).
+    """
+
+    def __init__(self, depth: int, retry_after_s: int = 1, what: str = "work") -> None:
+        super().__init__(f"the {what} queue is full ({depth} waiting); retry in {retry_after_s}s")
+        self.depth = depth
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamError(Exception):

@@ -187,11 +187,6 @@ class SimulatedCall:
         media = tw.Media(self.stream_sid, payload, self.chunk, self.chunk * FRAME_MS, "inbound", self._seq)
         await ws.send(tw.serialize_event(media))
 
-    @property
-    def caller_speaking(self) -> bool:
-        """True while queued caller audio is still being sent."""
-        return bool(self._caller_audio)
-
     def agent_idle_for(self) -> float:
         """Seconds since the agent's audio last finished playing (0 while playing)."""
         now = time.monotonic()

@@ -478,10 +478,6 @@ class WhisperEngine:
         ]
 
     # ----------------------------------------------------------------------------- helpers
-    def transcribe_sync(self, audio: np.ndarray, options: DecodeOptions | None = None) -> Result:
-        """Transcribe one float32 16 kHz (n,) signal alone (batch of its own windows). Blocking."""
-        return self.run_batch([self.prepare(audio, options)])[0]
-
     def warmup(self, batch: int = 2) -> float:
         """Decode ``batch`` windows of 1 s silence once (allocations, kernels); returns seconds."""
         started = time.perf_counter()

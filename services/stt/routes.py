@@ -27,10 +27,8 @@ from services.stt.decoding import (
     decode_upload,
 )
 from services.stt.engine import DecodeOptions, Result, UnsupportedLanguageError, WhisperEngine
-from services.stt.gpu import gpu_info
-from services.stt.scheduler import QueueFullError, SchedulerClosedError
+from services.stt.scheduler import SchedulerClosedError
 from services.stt.schemas import (
-    GPUInfo,
     Health,
     ModelCard,
     ModelList,
@@ -42,7 +40,9 @@ from services.stt.schemas import (
     WordOut,
 )
 from services.stt.service import STTService
-from shared.errors import APIError
+from shared.disconnect import ClientDisconnected, cancel_on_disconnect
+from shared.errors import APIError, QueueFullError
+from shared.gpu import GPUInfo, gpu_info
 
 router = APIRouter()
 
@@ -123,39 +123,20 @@ async def transcribe_audio(
     return result, opts
 
 
-async def _until_disconnected(request: Request) -> None:
-    """Return when the HTTP client goes away (the body is already read, so only a disconnect comes)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 async def transcribe_watching(
     request: Request, audio: np.ndarray, options: dict[str, Any], endpoint: str
 ) -> tuple[Result, DecodeOptions] | None:
-    """:func:`transcribe_audio`, cancelled (leaving the queue) if the client disconnects first.
+    """:func:`transcribe_audio`, cancelled (leaving the queue) if the client disconnects first
+    (:func:`shared.disconnect.cancel_on_disconnect`).
 
     Returns ``None`` when the client went away (whatever the cancelled work ended with).
     Raises what :func:`transcribe_audio` raises otherwise.
     """
-    work = asyncio.ensure_future(transcribe_audio(stt_service(request.app), audio, options, endpoint))
-    watch = asyncio.ensure_future(_until_disconnected(request))
-    gone = False
     try:
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-        if not work.done():
-            gone = True
-            work.cancel()
-            metrics.REQUESTS.labels(endpoint, "client_gone").inc()
-            # cancel() only asks: the task is done at its next step. Reading it before that raised
-            # InvalidStateError (a traceback per request the gateway dropped).
-            await asyncio.wait({work})
-    if gone:
-        if not work.cancelled():
-            work.exception()  # retrieved, so asyncio does not log it; nobody is left to tell
+        return await cancel_on_disconnect(request, transcribe_audio(stt_service(request.app), audio, options, endpoint))
+    except ClientDisconnected:
+        metrics.REQUESTS.labels(endpoint, "client_gone").inc()
         return None
-    return work.result()
 
 
 def _verbose(result: Result, words: bool) -> VerboseTranscription:

@@ -30,17 +30,9 @@ from dataclasses import dataclass, field
 
 from services.stt import metrics
 from services.stt.engine import Prepared, Result
+from shared.errors import QueueFullError
 
 log = logging.getLogger(__name__)
-
-
-class QueueFullError(Exception):
-    """The queue holds ``max_queue`` requests; retry after ``retry_after_s`` seconds."""
-
-    def __init__(self, depth: int, retry_after_s: int) -> None:
-        super().__init__(f"the transcription queue is full ({depth} waiting); retry in {retry_after_s}s")
-        self.depth = depth
-        self.retry_after_s = retry_after_s
 
 
 class SchedulerClosedError(RuntimeError):
@@ -131,7 +123,7 @@ class BatchScheduler:
             raise SchedulerClosedError("the STT service is shutting down")
         if len(self._pending) >= self.max_queue:
             metrics.REJECTED.inc()
-            raise QueueFullError(len(self._pending), self.retry_after_s())
+            raise QueueFullError(len(self._pending), self.retry_after_s(), what="transcription")
         job = _Job(item, asyncio.get_running_loop().create_future())
         self._pending.append(job)
         metrics.QUEUE_DEPTH.set(len(self._pending))

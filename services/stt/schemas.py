@@ -89,17 +89,3 @@ class ModelList(BaseModel):
 
     object: str = "list"
     data: list[ModelCard]
-
-
-class GPUInfo(BaseModel):
-    """``GET /gpu``: the accelerator the model runs on; all numbers ``None`` on CPU or if unknown."""
-
-    device: str
-    """``"cpu"`` or ``"cuda:N"``."""
-    name: str | None = None
-    memory_used_mib: float | None = None
-    memory_total_mib: float | None = None
-    utilization_percent: float | None = None
-    """GPU busy percentage over the driver's last sample period."""
-    source: str | None = None
-    """Where the numbers came from: ``nvml`` or ``nvidia-smi``."""

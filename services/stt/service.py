@@ -8,6 +8,7 @@ wait (up to ``STT_READY_TIMEOUT_S``) instead of failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -78,10 +79,9 @@ class STTService:
                 ``ready_timeout_s``.
         """
         if not self.ready.is_set() and self.error is None and self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.settings.ready_timeout_s)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.ready_timeout_s):
+                    await asyncio.shield(self._task)
         if self.engine is None or self.scheduler is None:
             raise APIError(
                 503,

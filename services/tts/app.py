@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.tts.config import TTSSettings
-from services.tts.routes import INFLIGHT, QUEUE_DEPTH, router
-from services.tts.streaming import ws_router
+from services.tts.metrics import INFLIGHT, QUEUE_DEPTH
+from services.tts.routes import router
+from services.tts.streaming import router as stream_router
 from shared.errors import install_error_handlers
 from shared.metrics import mount_metrics
 
@@ -41,6 +42,6 @@ def create_app(settings: TTSSettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
-    app.include_router(ws_router)
+    app.include_router(stream_router)
     mount_metrics(app)
     return app

@@ -315,18 +315,6 @@ class KokoroEngine:
             feed.cancel()
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
-    def synthesize_sync(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:
-        """Blocking synthesis without the scheduler (scripts, benchmarks): float32 (n,) at 24 kHz.
-
-        Raises:
-            UnknownVoiceError: ``voice`` is not available.
-        """
-        name = self.resolve_voice(voice)
-        segments = split_text(text, 0, self.settings.segment_max_chars)
-        jobs = [SegmentJob(normalize_for_speech(s), name, speed, i < len(segments) - 1) for i, s in enumerate(segments)]
-        parts = self.render_batch([j for j in jobs if j.text])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-
 
 def _onnx_vocab(backend: Backend) -> dict[str, int] | None:
     """The phoneme vocabulary stored in the ONNX model's metadata, if any (else kokoro-onnx's default)."""

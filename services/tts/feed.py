@@ -24,7 +24,8 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from services.tts.normalize import normalize_for_speech
-from services.tts.scheduler import QueueFullError, Scheduler, StreamTicket
+from services.tts.scheduler import Scheduler, StreamTicket
+from shared.errors import QueueFullError
 
 __all__ = ["LOOKAHEAD_SEGMENTS", "FeedItem", "SegmentFeed"]
 
@@ -118,7 +119,7 @@ class SegmentFeed(Generic[P]):
         """
         self.top_up()
         if self.stalled:
-            raise QueueFullError(f"{self.scheduler.depth} syntheses are queued")
+            raise QueueFullError(self.scheduler.depth, what="synthesis")
 
     async def result(self, item: FeedItem) -> np.ndarray:
         """The audio of ``item``: float32 (n,) at 24 kHz ((0,) when nothing is speakable).

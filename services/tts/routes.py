@@ -10,47 +10,25 @@ an idle server. A client that disconnects cancels its queued syntheses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from prometheus_client import Counter, Gauge, Histogram
 
 from services.tts.codecs import MEDIA_TYPES, STREAMABLE, AudioFormat, encode_chunk, encode_whole, streaming_wav_header
 from services.tts.engine import OPENAI_VOICE_ALIASES, SAMPLE_RATE_HZ, KokoroEngine, SegmentJob, UnknownVoiceError
 from services.tts.feed import FeedItem, SegmentFeed
+from services.tts.metrics import AUDIO, CANCELLED, LATENCY, REQUESTS, RTF, TTFA
 from services.tts.normalize import normalize_for_speech
-from services.tts.scheduler import QueueFullError
-from services.tts.schemas import GpuInfo, Health, Ready, SpeechRequest, VoiceInfo, VoicesResponse
+from services.tts.schemas import Health, Ready, SpeechRequest, VoiceInfo, VoicesResponse
 from services.tts.segmenter import split_text
-from shared.errors import APIError
+from shared.disconnect import ClientDisconnected, cancel_on_disconnect
+from shared.errors import APIError, QueueFullError
+from shared.gpu import GPUInfo, gpu_info
 
 router = APIRouter()
-T = TypeVar("T")
-
-REQUESTS = Counter("tts_requests_total", "Speech requests by endpoint and outcome", ["endpoint", "outcome"])
-LATENCY = Histogram(
-    "tts_request_duration_seconds", "Synthesis latency", buckets=(0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 3, 5, 10, 20)
-)
-TTFA = Histogram(
-    "tts_time_to_first_audio_seconds",
-    "Request start to first audio bytes",
-    ["endpoint"],
-    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
-)
-AUDIO = Histogram("tts_audio_duration_seconds", "Duration of synthesised audio", buckets=(1, 2, 3, 5, 10, 30, 60))
-RTF = Histogram(
-    "tts_real_time_factor",
-    "Synthesis wall time / audio duration per request",
-    buckets=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 5),
-)
-CANCELLED = Counter("tts_cancelled_total", "Syntheses dropped by cancel or client disconnect", ["endpoint"])
-QUEUE_DEPTH = Gauge("tts_queue_depth", "Segments waiting for synthesis")
-INFLIGHT = Gauge("tts_inflight_batches", "Synthesis batches running now")
 
 
 def engine_of(request_or_app_state: Request) -> KokoroEngine:
@@ -67,13 +45,13 @@ def unknown_voice(engine: KokoroEngine, voice: str | None) -> APIError:
 
 
 def queue_full(exc: QueueFullError) -> APIError:
-    """503 with ``Retry-After: 1``."""
+    """503 ``overloaded`` with ``Retry-After`` (the error's ``retry_after_s``, 1 s)."""
     return APIError(
         503,
-        f"TTS is overloaded ({exc}); retry shortly",
+        f"TTS is overloaded: {exc}",
         type="server_error",
         code="overloaded",
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": str(exc.retry_after_s)},
     )
 
 
@@ -116,35 +94,12 @@ async def voices(request: Request) -> VoicesResponse:
     return VoicesResponse(default=engine.settings.default_voice, voices=out, aliases=aliases)
 
 
-@router.get("/gpu", response_model=GpuInfo)
-async def gpu(request: Request) -> GpuInfo:
-    """The accelerator in use: name, memory used/total (MiB), utilisation %; all null on CPU."""
-    return gpu_info(engine_of(request).backend.device)
-
-
-def gpu_info(device: str) -> GpuInfo:
-    """Read CUDA memory through torch (``mem_get_info``) and utilisation through NVML if available."""
-    if not device.startswith("cuda"):
-        return GpuInfo(device="cpu")
-    try:
-        import torch
-
-        idx = torch.device(device).index or 0
-        free, total = torch.cuda.mem_get_info(idx)
-        util: float | None
-        try:
-            util = float(torch.cuda.utilization(idx))
-        except Exception:  # NVML (pynvml) missing or unreadable
-            util = None
-        return GpuInfo(
-            device=device,
-            name=torch.cuda.get_device_name(idx),
-            memory_used_mb=(total - free) / 2**20,
-            memory_total_mb=total / 2**20,
-            utilization_pct=util,
-        )
-    except Exception:
-        return GpuInfo(device=device)
+@router.get("/gpu", response_model=GPUInfo)
+async def gpu(request: Request) -> GPUInfo:
+    """Device, GPU memory used/total (MiB) and utilisation (%); ``device="cpu"`` and nulls on CPU."""
+    engine = engine_of(request)
+    device = engine.backend.device
+    return await asyncio.to_thread(gpu_info, device if device == "cpu" else engine.settings.device)
 
 
 def _validate(engine: KokoroEngine, body: SpeechRequest) -> tuple[str, str, int]:
@@ -197,8 +152,13 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
             _stream_body(feed, items, fmt, rate, started), media_type=MEDIA_TYPES[fmt], headers=headers
         )
     try:
-        parts = await _unless_disconnected(request, _gather(feed, items))
-    except asyncio.CancelledError:
+        parts = await cancel_on_disconnect(request, _gather(feed, items))
+    except ClientDisconnected:
+        feed.cancel()
+        CANCELLED.labels("speech").inc()
+        REQUESTS.labels("speech", "client_gone").inc()
+        return Response(status_code=499)
+    except asyncio.CancelledError:  # the server is shutting down
         feed.cancel()
         CANCELLED.labels("speech").inc()
         raise
@@ -252,20 +212,3 @@ async def _stream_body(
         if not finished:
             feed.cancel()
             CANCELLED.labels("speech").inc()
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[T], poll_s: float = 0.1) -> T:
-    """Await ``work``; if the client disconnects first, cancel it and raise ``CancelledError``."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=poll_s)
-            if done:
-                return task.result()
-            if await request.is_disconnected():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                raise asyncio.CancelledError("client disconnected")
-    finally:
-        task.cancel()

@@ -27,16 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from shared.errors import QueueFullError
+
 log = logging.getLogger(__name__)
 
 P = TypeVar("P")
 R = TypeVar("R")
 
-__all__ = ["QueueFullError", "Scheduler", "StreamTicket"]
-
-
-class QueueFullError(RuntimeError):
-    """More than ``max_queue`` jobs are waiting."""
+__all__ = ["Scheduler", "StreamTicket"]
 
 
 class StreamTicket:
@@ -134,7 +132,7 @@ class Scheduler(Generic[P, R]):
             QueueFullError: ``max_queue`` jobs are already waiting.
         """
         if not self.has_room:
-            raise QueueFullError(f"{self._queue.qsize()} syntheses are queued")
+            raise QueueFullError(self._queue.qsize(), what="synthesis")
         ticket = ticket or StreamTicket()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from services.tts.codecs import AudioFormat
 
-__all__ = ["AudioFormat", "GpuInfo", "Health", "Ready", "SpeechRequest", "VoiceInfo", "VoicesResponse"]
+__all__ = ["AudioFormat", "Health", "Ready", "SpeechRequest", "VoiceInfo", "VoicesResponse"]
 
 SampleRate = Literal[8000, 16000, 24000]
 
@@ -63,14 +63,3 @@ class VoicesResponse(BaseModel):
     default: str
     voices: list[VoiceInfo]
     aliases: dict[str, str]
-
-
-class GpuInfo(BaseModel):
-    """``GET /gpu``: the accelerator the engine runs on; on CPU ``device="cpu"`` and the rest null."""
-
-    device: str
-    name: str | None = None
-    memory_used_mb: float | None = None
-    memory_total_mb: float | None = None
-    utilization_pct: float | None = None
-    """GPU busy time over the driver's last sample period (NVML), if NVML can be read."""

@@ -70,13 +70,13 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from services.tts.codecs import AudioFormat, encode_chunk, frame_align, pad_bytes
 from services.tts.engine import KokoroEngine, UnknownVoiceError
 from services.tts.feed import FeedItem
-from services.tts.routes import CANCELLED, REQUESTS, TTFA, queue_full, unknown_voice
-from services.tts.scheduler import QueueFullError
+from services.tts.metrics import CANCELLED, REQUESTS, TTFA
+from services.tts.routes import queue_full, unknown_voice
 from services.tts.segmenter import SentenceSplitter
-from shared.errors import APIError
+from shared.errors import APIError, QueueFullError
 
 log = logging.getLogger(__name__)
-ws_router = APIRouter()
+router = APIRouter()
 
 _RATES = (8000, 16000, 24000)
 
@@ -267,7 +267,7 @@ class _Session:
         self.turn_segments += 1
 
 
-@ws_router.websocket("/v1/audio/speech/stream")
+@router.websocket("/v1/audio/speech/stream")
 async def speech_stream(ws: WebSocket) -> None:
     """Serve one streaming-TTS connection; see the module docstring for the protocol."""
     engine: KokoroEngine = ws.app.state.engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 from pathlib import Path
@@ -80,3 +81,28 @@ def test_cuda_variants_are_build_args() -> None:
         text = (ROOT / dockerfile).read_text()
         assert re.search(r"^ARG VARIANT=cpu$", text, re.M), dockerfile
         assert 'if [ "$VARIANT" = cuda ]' in text, dockerfile
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_gateway_image_holds_only_what_the_gateway_imports() -> None:
+    text = (ROOT / "gateway/Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (?!--from)(\S+)/ \S+/$", text, re.M))
+    assert copied == {"shared", "gateway"}, copied
+    # ...so nothing it runs may import the model services' code (services/), even lazily
+    offenders = [
+        str(path.relative_to(ROOT))
+        for package in copied
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "services" in _imported_roots(path)
+    ]
+    assert not offenders, f"import services/ but the gateway image has no services/: {offenders}"

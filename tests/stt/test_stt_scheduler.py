@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from services.stt.engine import DecodeOptions, Prepared, Result
-from services.stt.scheduler import BatchScheduler, QueueFullError, SchedulerClosedError
+from services.stt.scheduler import BatchScheduler, SchedulerClosedError
+from shared.errors import QueueFullError
 
 
 def _item(options: DecodeOptions | None = None, windows: int = 1) -> Prepared:

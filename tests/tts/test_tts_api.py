@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from shared.audio import ulaw_decode
@@ -35,6 +36,17 @@ def transcribe(whisper: Any, audio: np.ndarray, rate: int) -> str:
     audio16 = soxr.resample(audio.astype(np.float32), rate, 16000)
     segments, _ = whisper.transcribe(audio16, language="en", beam_size=1, vad_filter=False)
     return " ".join(s.text.strip() for s in segments)
+
+
+def _metric(served: Any, name: str, labels: dict[str, str]) -> float:
+    """Sum of the ``name`` samples matching ``labels`` on ``GET /metrics``."""
+    text = httpx.get(f"{served.url}/metrics", timeout=10, follow_redirects=True).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def wait_idle(served: Any) -> None:
@@ -115,6 +127,25 @@ def test_client_disconnect_cancels_synthesis(tts_server: Any) -> None:
     time.sleep(0.3)
     wait_idle(tts_server)
     assert engine.segments_completed - before < 5
+
+
+def test_client_disconnect_cancels_a_whole_file_synthesis(tts_server: Any) -> None:
+    # flac is encoded whole, so nothing is streamed: only shared.disconnect notices the hang-up
+    engine = tts_server.app.state.engine
+    wait_idle(tts_server)
+    text = "One moment please. I am looking that up. It may take a while. Thanks for waiting. Almost done now."
+    gone = _metric(tts_server, "tts_requests_total", {"endpoint": "speech", "outcome": "client_gone"})
+    before = engine.segments_completed
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{tts_server.url}/v1/audio/speech",
+            timeout=httpx.Timeout(30, read=0.5),
+            json={"input": text, "voice": "af_heart", "response_format": "flac"},
+        )
+    time.sleep(0.3)
+    wait_idle(tts_server)
+    assert engine.segments_completed - before < 5
+    assert _metric(tts_server, "tts_requests_total", {"endpoint": "speech", "outcome": "client_gone"}) == gone + 1
 
 
 def test_mulaw_8k_decodes_with_expected_duration(tts_server: Any, whisper: Any) -> None:
@@ -252,9 +283,10 @@ def test_service_endpoints(tts_server: Any) -> None:
     assert httpx.get(f"{base}/gpu").json() == {
         "device": "cpu",
         "name": None,
-        "memory_used_mb": None,
-        "memory_total_mb": None,
-        "utilization_pct": None,
-    }
+        "memory_used_mib": None,
+        "memory_total_mib": None,
+        "utilization_percent": None,
+        "source": None,
+    }  # the same schema as the STT service's (shared.gpu.GPUInfo)
     metrics = httpx.get(f"{base}/metrics", follow_redirects=True).text
     assert "tts_time_to_first_audio_seconds" in metrics and "tts_queue_depth" in metrics

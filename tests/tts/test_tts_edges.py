@@ -17,7 +17,8 @@ from websockets.sync.client import connect
 
 from services.tts.engine import InferItem
 from services.tts.feed import SegmentFeed
-from services.tts.scheduler import QueueFullError, Scheduler, StreamTicket
+from services.tts.scheduler import Scheduler, StreamTicket
+from shared.errors import QueueFullError
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,8 +1,9 @@
-"""What ``GET /gpu`` reports: device, memory used/total (MiB) and utilisation (%).
+"""``GET /gpu`` of the STT and TTS services: one schema (:class:`GPUInfo`), one reader (:func:`gpu_info`).
 
-Reads NVML through ``pynvml`` (package ``nvidia-ml-py``) when it is installed, else asks
-``nvidia-smi --query-gpu`` (shipped with the NVIDIA driver); on CPU, or when neither answers,
-the numbers are ``None``. Nothing here needs a GPU library at import.
+It reports the device, memory used/total (MiB, the whole card's) and utilisation (%), read from NVML
+through ``pynvml`` (package ``nvidia-ml-py``) when it is installed, else from
+``nvidia-smi --query-gpu`` (shipped with the NVIDIA driver); on CPU, or when neither answers, the
+numbers are ``None``. Nothing here needs a GPU library at import.
 """
 
 from __future__ import annotations
@@ -10,7 +11,22 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from services.stt.schemas import GPUInfo
+from pydantic import BaseModel
+
+
+class GPUInfo(BaseModel):
+    """``GET /gpu``: the accelerator the model runs on; all numbers ``None`` on CPU or if unknown."""
+
+    device: str
+    """``"cpu"`` or ``"cuda:N"``."""
+    name: str | None = None
+    memory_used_mib: float | None = None
+    """Memory in use on the whole card (every process), MiB."""
+    memory_total_mib: float | None = None
+    utilization_percent: float | None = None
+    """GPU busy percentage over the driver's last sample period."""
+    source: str | None = None
+    """Where the numbers came from: ``nvml`` or ``nvidia-smi``."""
 
 
 def _nvml(index: int) -> GPUInfo | None:
@@ -76,16 +92,19 @@ def _nvidia_smi(index: int) -> GPUInfo | None:
     )
 
 
-def gpu_info(device: str, index: int = 0) -> GPUInfo:
+def gpu_info(device: str, index: int | None = None) -> GPUInfo:
     """Describe the device the model runs on.
 
     Args:
-        device: the engine's resolved device, ``"cpu"`` or ``"cuda"``.
-        index: CUDA device index.
+        device: the engine's resolved device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        index: CUDA device index (default: the ``N`` of ``"cuda:N"``, else 0).
     Returns:
         :class:`GPUInfo`; on CPU ``device="cpu"`` and every number ``None``. Blocking (≤ 5 s when
         ``nvidia-smi`` hangs): call it off the event loop.
     """
-    if device != "cuda":
+    kind, _, suffix = device.partition(":")
+    if kind != "cuda":
         return GPUInfo(device="cpu")
+    if index is None:
+        index = int(suffix) if suffix.isdigit() else 0
     return _nvml(index) or _nvidia_smi(index) or GPUInfo(device=f"cuda:{index}")
