@@ -8,8 +8,8 @@ the replies and :class:`~gateway.conversation.actions.CallActions` the hang-ups,
 re-prompts. It owns every task of the call in a :class:`~gateway.conversation.tasks.TaskScope`
 (bounded close, even when a library swallows a cancel). The call's record lives in memory and is
 mirrored to the live store (:mod:`gateway.conversation.record`). Hang-up (the caller leaves, the
-agent hangs up, the max duration, SIGTERM) stops every task within
-``GATEWAY_TASK_CLOSE_TIMEOUT_S``, closes the record and hands the call to the hooks.
+agent hangs up, the max duration, SIGTERM) stops every task within ``GATEWAY_TASK_CLOSE_TIMEOUT_S``,
+closes the record and hands the call to the hooks.
 
 It knows no carrier, web framework or database: everything it touches comes in
 :class:`~gateway.conversation.deps.Deps` (Protocols) and the :class:`Transport`.
@@ -24,8 +24,11 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+import numpy as np
+
 from gateway.agents.profile import AgentProfile, CallSummary
 from gateway.conversation.actions import CallActions
+from gateway.conversation.admission import refusal
 from gateway.conversation.context import Attention, now
 from gateway.conversation.deps import Deps
 from gateway.conversation.endpointing import PauseDetected, SpeechEnded, SpeechStarted
@@ -196,38 +199,16 @@ class CallSession:
         elif isinstance(event, TextIn):
             await self.on_text_event(event.text)
 
-    def _refuse(self, call_id: str, reason: str) -> None:
-        STREAMS_REFUSED.labels(reason).inc()
-        log.warning("stream for call %r refused: %s", call_id, reason)
-        self._close_code = 1008  # policy violation
-        self._ended.set()
-
-    async def _admit(self, event: CallStarted) -> bool:
-        """Serve this connection? Not if the carrier refused it, or the call already has a live stream."""
-        sid = event.call_id
-        if event.refused is not None:
-            self._refuse(sid, f"token {event.refused}")
-            return False
-        if sid in self.deps.live_calls:
-            self._refuse(sid, "second stream")
-            return False
-        try:
-            async with asyncio.timeout(self.s.redis_socket_timeout_s):
-                ttl = int(self.s.max_call_seconds + self.s.stream_token_ttl_s + 60)
-                holder = await self.deps.store.claim_stream(sid, event.stream_id, ttl)
-        except Exception as exc:  # Redis down: the call is served; only this process's rule holds
-            log.warning("call %s: could not claim the stream in the live store (%r)", sid, exc)
-            holder = None
-        if holder is not None:
-            self._refuse(sid, "second stream")
-            return False
-        return True
-
     async def _on_start(self, event: CallStarted) -> None:
         if self.call_sid or self._close_code != 1000:
             log.warning("call %s: ignored a second start", self.call_sid)
             return
-        if not await self._admit(event):
+        reason = await refusal(self.deps, event)
+        if reason is not None:
+            STREAMS_REFUSED.labels(reason).inc()
+            log.warning("stream for call %r refused: %s", event.call_id, reason)
+            self._close_code = 1008  # policy violation
+            self._ended.set()
             return
         self.call_sid, self.stream_sid = event.call_id, event.stream_id
         self.from_, self.to = event.from_, event.to
@@ -314,7 +295,7 @@ class CallSession:
     def on_frame_sent(self, audio: bytes, at: float) -> None:
         """One outbound frame (the transport's format) at loop time ``at``: into the recording."""
         if self.recorder is not None:
-            pcm = ulaw_decode(audio) if self.transport.output_format.encoding == "pcmu" else _pcm16(audio)
+            pcm = ulaw_decode(audio) if self.transport.output_format.encoding == "pcmu" else np.frombuffer(audio, "<i2")
             self.recorder.add_outbound(pcm, at - self._t0)
 
     def _on_mark(self, name: str) -> None:
@@ -427,9 +408,3 @@ class CallSession:
         self.machine.handle(Event.SPEECH_ENDED)
         self.persist_state()
         self.responder.answer_text(text)
-
-
-def _pcm16(audio: bytes) -> Any:
-    import numpy as np
-
-    return np.frombuffer(audio, dtype="<i2")

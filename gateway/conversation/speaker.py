@@ -79,8 +79,9 @@ class Speaker:
                     async for segment in segments:
                         if reply.interrupted:
                             break
-                        if not reply.spoken and "text_ready" in marks:
-                            reply.latency_ms["tts_first_audio_ms"] = (now() - marks["text_ready"]) * 1000
+                        ready = marks.get("text_ready", marks.get("last_delta"))
+                        if not reply.spoken and ready is not None:
+                            reply.latency_ms["tts_first_audio_ms"] = (now() - ready) * 1000
                         mark = reply.mark_for(len(reply.segments))
                         self.transport.play(segment.audio, reply.reply_id)
                         reply.add_segment(mark, segment.text)
@@ -135,11 +136,14 @@ class Speaker:
     async def _timed(
         deltas: AsyncIterator[str], marks: dict[str, float], llm_started: float | None, reply: Reply
     ) -> AsyncIterator[str]:
-        """``deltas``, noting when the first arrived and when the first sentence's text was complete."""
+        """``deltas``, noting when the first arrived, when the first sentence's text was complete
+        (a sentence break, or the end of the text) and when the latest came (the fallback when the
+        server cut its first segment at a clause before any sentence break)."""
         try:
             async for delta in deltas:
                 if llm_started is not None and "llm_ttft_ms" not in reply.latency_ms:
                     reply.latency_ms["llm_ttft_ms"] = (now() - llm_started) * 1000
+                marks["last_delta"] = now()
                 if "text_ready" not in marks and any(b in delta for b in _BREAKS):
                     marks["text_ready"] = now()
                 yield delta

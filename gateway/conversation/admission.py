@@ -1,0 +1,35 @@
+"""Whether to serve a caller connection: one live stream per call, across every gateway process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from gateway.conversation.deps import Deps
+from gateway.conversation.transport import CallStarted
+
+log = logging.getLogger(__name__)
+
+
+async def refusal(deps: Deps, event: CallStarted) -> str | None:
+    """Why the connection of ``event`` must not be served, or ``None`` to serve it.
+
+    Refused: the carrier refused it (``token <reason>``: a missing, malformed, expired or foreign
+    stream token), or the call already has a live stream in this process or, per the live store's
+    claim (``SET NX`` with a TTL past the call's longest life), in another (``second stream``).
+    With the live store down the call is served; only this process's rule holds then.
+    """
+    sid = event.call_id
+    if event.refused is not None:
+        return f"token {event.refused}"
+    if sid in deps.live_calls:
+        return "second stream"
+    s = deps.settings
+    try:
+        async with asyncio.timeout(s.redis_socket_timeout_s):
+            ttl = int(s.max_call_seconds + s.stream_token_ttl_s + 60)
+            holder = await deps.store.claim_stream(sid, event.stream_id, ttl)
+    except Exception as exc:
+        log.warning("call %s: could not claim the stream in the live store (%r)", sid, exc)
+        holder = None
+    return "second stream" if holder is not None else None

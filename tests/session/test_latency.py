@@ -1,0 +1,32 @@
+"""Each stage of a reply is timed on the call's clock, and the sum is what the caller waits.
+(The same stages with real models: tests/e2e/test_call.py, bench/latency_bench.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, HangUp, Say, run_call
+from tests.session.support import PROBLEM, finished, greeted
+
+
+async def test_each_stage_of_a_reply_is_timed_and_they_add_up_to_what_the_caller_waits() -> None:
+    stt, tts = FakeSTT(latency_s=0.25), FakeTTS(first_audio_s=0.3)
+    llm = FakeLLM(["Sure. What is your address?"], ttft_s=0.4)
+    script = [greeted(), Say(PROBLEM, 1500), finished("reply"), HangUp()]
+    call = await run_call(script, llm=llm, stt=stt, tts=tts, endpoint_silence_ms=500)
+
+    (reply,) = call.agent_turns("reply")
+    lat = reply["latency_ms"]
+    assert 500 <= lat["endpointing_ms"] <= 500 + 2 * 32  # the silence rule, on 32 ms VAD frames
+    assert lat["stt_ms"] == pytest.approx(250, abs=1)
+    assert lat["llm_ttft_ms"] == pytest.approx(400, abs=30)
+    assert lat["tts_first_audio_ms"] == pytest.approx(300, abs=60)  # from the first sentence's text
+
+    # The caller's wait: from the end of their speech to the first frame of the answer.
+    spoke_end = call.log.spoken[0].end
+    first = call.log.first_frame(reply["reply_id"])
+    assert first is not None
+    heard_wait_ms = (first - spoke_end) * 1000
+    assert lat["voice_to_voice_ms"] == pytest.approx(heard_wait_ms, abs=40)
+    stages = lat["endpointing_ms"] + lat["stt_ms"] + lat["llm_ttft_ms"] + lat["tts_first_audio_ms"]
+    assert stages - 40 <= lat["voice_to_voice_ms"] <= stages + 100
