@@ -16,7 +16,7 @@ PACKAGES = ("gateway", "shared")
 
 
 def module_name(path: Path) -> str:
-    """``gateway/conversation/session.py`` → ``gateway.conversation.session``; a package's ``__init__`` → the package."""
+    """``gateway/conversation/session.py`` → ``gateway.conversation.session``; an ``__init__`` → its package."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
