@@ -1,8 +1,8 @@
 """Composition root of the gateway: clients, Redis, VAD and the webhook sender on ``app.state``.
 
 With ``GATEWAY_DATABASE_ENABLED`` (the default) the lifespan also migrates the database and starts
-the webhook outbox dispatcher and the post-call worker (:class:`gateway.after_call.lifecycle.DatabaseRuntime`);
-its :class:`~gateway.after_call.lifecycle.DatabaseHooks` replace the settings-only hooks.
+the webhook outbox dispatcher and the post-call worker (:class:`gateway.after_call.runtime.DatabaseRuntime`);
+its :class:`~gateway.after_call.runtime.DatabaseHooks` replace the settings-only hooks.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         import httpx
         from redis.asyncio import Redis
 
+        from gateway.after_call.runtime import DatabaseHooks
         from gateway.after_call.webhook import WebhookSender
         from gateway.agents.static import SettingsHooks
-        from gateway.conversation.deps import CallHooks, Deps
+        from gateway.conversation.deps import Deps
         from gateway.conversation.smart_turn import SmartTurn
         from gateway.conversation.store import CallStore
         from gateway.conversation.vad import SileroVAD
@@ -67,10 +68,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             else None
         )
         smart_turn = SmartTurn(settings.smart_turn_model_path) if settings.turn_detection == "smart_turn" else None
-        hooks: CallHooks = SettingsHooks(settings, webhooks)
+        hooks: SettingsHooks | DatabaseHooks = SettingsHooks(settings, webhooks)
         db_runtime = None
         if settings.database_enabled:  # agents, calls and signed webhooks from the database
-            from gateway.after_call.lifecycle import DatabaseRuntime
+            from gateway.after_call.runtime import DatabaseRuntime
 
             db_runtime = await DatabaseRuntime.start(settings)
             hooks = db_runtime.hooks

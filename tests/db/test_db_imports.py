@@ -8,8 +8,8 @@ from pathlib import Path
 
 DB = Path(__file__).resolve().parents[2] / "gateway" / "db"
 ABOVE = ("gateway.config", "gateway.conversation", "gateway.agents", "gateway.after_call", "gateway.admin")
-DEPRECATED = {"corrections.py"}
-"""The old home of the correction rules, re-exporting them until its last importer moves."""
+DEPRECATED: set[str] = set()
+"""Old homes kept as re-exports until their last importer moves (none left)."""
 
 
 def module_level_imports(path: Path) -> list[str]:

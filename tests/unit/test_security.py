@@ -10,7 +10,7 @@ import pytest
 
 import shared.twilio_media as tw
 from gateway.config import GatewaySettings
-from gateway.db.corrections import RULE_TIMEOUT_S, Rule, RuleCorrections, validate_regex_rule
+from gateway.conversation.corrections import RULE_TIMEOUT_S, Rule, RuleCorrections, validate_regex_rule
 
 # ---- regex corrections --------------------------------------------------------------------------
 
@@ -22,7 +22,7 @@ def test_a_catastrophic_regex_rule_cannot_block_the_event_loop(caplog: pytest.Lo
     assert rules.apply("plumming " + "a" * 26 + "!") == "plumbing " + "a" * 26 + "!"  # backtracking explodes here
     assert time.monotonic() - t0 < 0.5
     long_text = "plumming " + "a" * 20_000 + "!"
-    with caplog.at_level(logging.WARNING, logger="gateway.db.corrections"):
+    with caplog.at_level(logging.WARNING, logger="gateway.conversation.corrections"):
         t0 = time.monotonic()
         corrected = rules.apply(long_text)
         elapsed = time.monotonic() - t0
