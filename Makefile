@@ -12,7 +12,7 @@ OUT ?= out/reply.wav
         run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench soak clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 setup: apt venv models ## Fresh machine → everything: apt packages, venv with all deps, real models
 	@echo "setup complete: try 'make call'"
@@ -54,7 +54,7 @@ run-gateway: ## Run only the gateway (port 8080)
 migrate: ## Apply database migrations (Alembic; the gateway also does this at start-up)
 	@$(PY) -m gateway.db upgrade
 
-test: ## The test suite (unit, component, db/admin, deploy, end-to-end with real models) — what CI runs
+test: ## The test suite (unit, session over fakes, component, db/admin, deploy, end-to-end with real models) — what CI runs
 	@$(PY) -m pytest -q
 
 test-unit: ## Unit tests only (seconds)
