@@ -153,8 +153,10 @@ def test_four_concurrent_calls_all_get_full_replies(stack: Stack, caller_wav: Pa
 
     async def one(i: int) -> tuple[CallResult, dict]:
         await asyncio.sleep(i * 0.7)
+        # settle_s: on two loaded cores the LLM may take seconds to close its stream after the last
+        # sentence (the end mark waits for it); a caller who hung up then would cut the reply short.
         result = await SimulatedCall(stack.gateway_url).run(
-            caller_wav if i % 2 == 0 else arctic_wav, reply_timeout_s=240.0
+            caller_wav if i % 2 == 0 else arctic_wav, reply_timeout_s=240.0, settle_s=6.0
         )
         return result, await fetch_call(stack.gateway_url, result.call_sid, wait_ended_s=15.0)
 
