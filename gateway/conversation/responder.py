@@ -20,6 +20,7 @@ import numpy as np
 
 from gateway.conversation.context import CallContext, now
 from gateway.conversation.endpointing import SpeechEnded
+from gateway.conversation.labels import SpeakerLabelFilter
 from gateway.conversation.llm_tools import ToolCall, openai_tools
 from gateway.conversation.replies import Reply
 from gateway.conversation.speaker import Speaker, aclose_iterator
@@ -180,12 +181,15 @@ class Responder:
 
         async def spoken() -> AsyncIterator[str]:
             stream = ctx.deps.llm.stream(messages, tools)
+            label = SpeakerLabelFilter()
             try:
                 async for item in stream:
                     if isinstance(item, ToolCall):
                         calls.append(item)
-                    else:
-                        yield item
+                    elif text := label.push(item):
+                        yield text
+                if rest := label.end():
+                    yield rest
             finally:  # a barge-in closes the LLM's stream at once (its request is cancelled)
                 await aclose_iterator(stream)
 

@@ -91,3 +91,16 @@ async def test_typed_text_is_answered_like_an_utterance() -> None:
     call = await run_call(script, llm=FakeLLM(["We open at eight."]))
     assert [r.user_text for r in call.llm.requests] == ["What are your opening hours?"]
     assert [t["text"] for t in call.user_turns()] == ["What are your opening hours?"]
+
+
+async def test_a_speaker_label_the_llm_writes_is_neither_spoken_nor_kept() -> None:
+    """Small models copy the prompt's example format (``Sam: …``): the label is cut before TTS."""
+    llm = FakeLLM(["Sam: Sure. What is your address?", "Thanks."])
+    script = [greeted(), Say(PROBLEM, 1500), finished("reply"), Say("It is 12 Main Street.", 1500)]
+    script += [Until(lambda t: len(llm.requests) >= 2, "the second request"), HangUp()]
+    call = await run_call(script, llm=llm)
+    spoken = " ".join(s.text for s in call.tts.segments)
+    assert "Sure. What is your address?" in spoken and "Sam" not in spoken
+    (reply, *_) = call.agent_turns("reply")
+    assert reply["text"] == "Sure. What is your address?"
+    assert llm.requests[-1].assistant_texts()[-1] == "Sure. What is your address?"
