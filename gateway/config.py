@@ -76,6 +76,12 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
 
     port: int = 8080
+    workers: int = Field(default=1, ge=1)
+    """Gateway processes sharing the port (uvicorn workers: one listening socket, the kernel hands
+    each new connection to one of them; a call's WebSocket stays in the process that accepted it,
+    its state is in Redis and its stream token is an HMAC, so the webhook and the stream may land
+    in different workers). More than one turns on Prometheus' multiprocess mode (``/metrics``
+    sums every worker) and runs the migrations once before the workers start."""
     environment: str = "development"
     """``production`` refuses to start with a placeholder Twilio auth token."""
     public_url: str | None = None

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from shared.metrics import MULTIPROC_ENV
+
+if os.environ.get(MULTIPROC_ENV):  # several workers (GATEWAY_WORKERS): the values' files go there
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
 
 STAGES = ("endpointing", "stt", "llm_ttft", "tts_first_audio", "voice_to_voice")
 
-ACTIVE_CALLS = Gauge("gateway_active_calls", "Calls with an open media stream")
+ACTIVE_CALLS = Gauge(
+    "gateway_active_calls", "Calls with an open media stream", multiprocess_mode="livesum"
+)  # several workers: the live sum
 CALLS = Counter("gateway_calls_total", "Calls started")
 STAGE_LATENCY = Histogram(
     "gateway_stage_latency_seconds",
