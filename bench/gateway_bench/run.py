@@ -269,6 +269,7 @@ def summarize_level(
         "lines_spoken": sum(c.lines_spoken for c in calls),
         "barge_ins": sum(c.barge_ins for c in calls),
         "clears": sum(c.clears for c in calls),
+        "replies": sum(c.replies for c in calls),
         "reply_timeouts": sum(c.reply_timeouts for c in calls),
         "agent_frames_in_window": sum(c.frames_in_window for c in calls),
     }

@@ -81,7 +81,7 @@ def test_quantiles_from_the_difference_of_two_scrapes_of_a_real_histogram():
     assert m.histogram_quantile(0.5, {}) is None
     assert m.histogram_quantile(0.5, {1.0: 0.0, math.inf: 0.0}) is None
     assert m.histogram_quantile(0.99, {1.0: 1.0, math.inf: 10.0}) == 1.0  # in +Inf: the highest bound
-    assert m.parse_histogram("other_bucket{le=\"1\"} 3\n", "gateway_event_loop_lag_seconds") == {}
+    assert m.parse_histogram('other_bucket{le="1"} 3\n', "gateway_event_loop_lag_seconds") == {}
 
 
 def test_variants_and_levels_parse_and_refuse_nonsense():
@@ -136,8 +136,8 @@ def test_the_fake_tts_cuts_sentences_and_a_long_first_clause():
 
 def test_profile_summary_counts_stages_inclusive_and_self():
     raw = [
-        "<module> (gateway/__main__.py:22);run (asyncio/runners.py:1);_receive_loop (gateway/conversation/session.py:9);"
-        "process (gateway/conversation/vad.py:40) 30",
+        "<module> (gateway/__main__.py:22);run (asyncio/runners.py:1);"
+        "_receive_loop (gateway/conversation/session.py:9);process (gateway/conversation/vad.py:40) 30",
         "worker (concurrent/futures/thread.py:1);probability (gateway/conversation/smart_turn.py:55);"
         "run (onnxruntime/capi/onnxruntime_inference_collection.py:220) 60",
         "worker (concurrent/futures/thread.py:1);probability (gateway/conversation/smart_turn.py:54);"
@@ -156,14 +156,14 @@ def test_profile_summary_counts_stages_inclusive_and_self():
 
 async def test_the_loop_lag_monitor_sees_a_blocked_loop():
     def above(bound: float) -> float:
-        return sum(s.value for s in LOOP_LAG.collect()[0].samples if s.name.endswith("_count")) - sum(
-            s.value for s in LOOP_LAG.collect()[0].samples if s.name.endswith("_bucket") and s.labels["le"] == str(bound)
-        )
+        samples = LOOP_LAG.collect()[0].samples
+        total = sum(s.value for s in samples if s.name.endswith("_count"))
+        return total - sum(s.value for s in samples if s.name.endswith("_bucket") and s.labels["le"] == str(bound))
 
     late_before = above(0.05)
     monitor = asyncio.create_task(watch_event_loop_lag(0.01))
     await asyncio.sleep(0.03)
-    time.sleep(0.12)  # a synchronous call blocking the loop
+    time.sleep(0.12)  # noqa: ASYNC251 — the point: a synchronous call blocking the loop
     await asyncio.sleep(0.03)
     monitor.cancel()
     assert above(0.05) > late_before
@@ -183,7 +183,6 @@ def test_two_real_calls_against_one_gateway_and_the_fakes(tmp_path):
     assert lv["calls_ok"] == 2, lv["errors"]
     assert lv["gateway"]["cpu_s"] > 0 and lv["gateway"]["rss_mib_max"] > 50
     assert lv["loop_lag_ms"]["n"] > 0 and lv["loop_lag_ms"]["p50"] is not None
-    assert lv["agent_frames_in_window"] > 0 and lv["lines_spoken"] >= 2
-    assert lv["fakes_requests"]["tts_segments"] >= 1
+    assert lv["replies"] >= 2 and lv["lines_spoken"] >= 2  # both greetings played to the end, both callers spoke
     assert report["meta"]["fakes"]["audio_source"] in ("espeak-ng", "synthetic")
     json.dumps(report)  # the report is JSON
