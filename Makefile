@@ -9,7 +9,7 @@ OUT ?= out/reply.wav
 
 .DEFAULT_GOAL := help
 .PHONY: help setup apt venv models migrate llm-vllm test-vllm call dev test test-unit test-e2e check lint typecheck fmt docs \
-        run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench soak clean
+        run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench bench-gateway soak clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -92,6 +92,14 @@ bench: LEVELS ?= 1,2,3,4
 bench: ## Capacity: N concurrent simulated calls vs latency, ours vs the seed design (CPU; GPU run: docs/benchmarks.md)
 	@$(PY) -m bench.capacity --levels $(LEVELS) --seed-stt-instances 2 --stop-ms 20000 \
 		--json docs/bench-capacity-cpu.json --png docs/bench-capacity-cpu.png
+
+bench-gateway: LEVELS ?= 25,50,100
+bench-gateway: DURATION ?= 60
+bench-gateway: PROFILE ?= 0
+bench-gateway: ARGS ?=
+bench-gateway: ## One gateway's CPU-s per call-minute, loop lag, jitter, RSS at N calls over fake upstreams (PROFILE=1: py-spy; ARGS='--variant n:ENV=V')
+	@$(PY) -m bench.gateway_bench.run --levels $(LEVELS) --duration $(DURATION) $(if $(filter 1,$(PROFILE)),--profile) \
+		--json docs/bench-gateway.json --plot docs/bench-gateway.png $(ARGS)
 
 soak: CALLS ?= 2
 soak: MINUTES ?= 5

@@ -7,6 +7,7 @@ its :class:`~gateway.after_call.runtime.DatabaseHooks` replace the settings-only
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 
 from gateway.admin import routers as admin_routers
 from gateway.config import GatewaySettings
+from gateway.metrics import watch_event_loop_lag
 from gateway.telephony.routes import router as telephony_router
 from shared.metrics import mount_metrics
 
@@ -109,9 +111,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
         sweeper.start()
         app.state.sweeper = sweeper
+        lag_monitor = asyncio.create_task(watch_event_loop_lag(), name="event-loop-lag")
         try:
             yield
         finally:
+            lag_monitor.cancel()
             await sweeper.stop()
             if db_runtime is not None:
                 await db_runtime.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -35,6 +36,36 @@ STREAMS_REFUSED = Counter(
 )
 ORPHANS = Counter("gateway_orphaned_calls_total", "Calls of dead gateways finished by the sweeper")
 ABANDONED_TASKS = Counter("gateway_abandoned_tasks_total", "Call tasks that ignored cancellation past the bound")
+LOOP_LAG_BUCKETS_S = (
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+)
+"""1 ms to 2 s: a healthy loop sits in the first buckets, a saturated one in the last."""
+LOOP_LAG = Histogram(
+    "gateway_event_loop_lag_seconds",
+    "How late the event loop woke a sleeping task (actual minus requested delay)",
+    buckets=LOOP_LAG_BUCKETS_S,
+)
+LOOP_LAG_INTERVAL_S = 0.05
+"""How often the lag monitor samples the loop, seconds."""
 
 for _stage in STAGES:
     STAGE_LATENCY.labels(_stage)
@@ -42,3 +73,17 @@ for _stage in ("stt", "llm", "tts", "webhook", "session", "redis"):
     ERRORS.labels(_stage)
 for _kind in ("message", "payload"):
     OVERSIZED.labels(_kind)
+
+
+async def watch_event_loop_lag(interval_s: float = LOOP_LAG_INTERVAL_S) -> None:
+    """Sleep ``interval_s`` over and over and observe how late each wake-up was into :data:`LOOP_LAG`.
+
+    A loop busy with per-frame work (or blocked by a synchronous call) wakes the sleeper late: the
+    lateness is what every call's timers (outbound pacing, the 20 ms frames) suffer at that moment.
+    Runs until cancelled (the gateway's lifespan starts and cancels it).
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(interval_s)
+        LOOP_LAG.observe(max(0.0, loop.time() - start - interval_s))
