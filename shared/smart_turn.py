@@ -85,7 +85,7 @@ class SmartTurn:
 
     def feature_batch(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """Log-mel features of many utterances at once: float32 (B, 80, 800), equal to stacking
-        :meth:`feature` of each (one batched STFT and mel product; the −8 dB floor per item, where
+        :meth:`feature` of each (one batched STFT and mel product; the floor (max − 8, log10) per item, where
         faster-whisper's ``__call__`` would take one maximum over the whole batch)."""
         fe = self.features
         x = np.stack([normalised_window(p) for p in batch])
