@@ -134,8 +134,9 @@ def test_backchannel_does_not_interrupt(gateway, fake_llm, speak, speech_stack, 
     assert reply["text"] == LONG_REPLY and not reply["interrupted"]
 
 
-def test_pause_mid_sentence_does_not_end_the_turn(gateway, fake_llm, speak, speech_stack):
-    url, _ = gateway(turn_detection="smart_turn", smart_turn_max_silence_ms=2000)
+@pytest.mark.parametrize("backend", ["local", "stt"])  # stt: the real STT service's batched /v1/turn
+def test_pause_mid_sentence_does_not_end_the_turn(gateway, fake_llm, speak, speech_stack, backend):
+    url, _ = gateway(turn_detection="smart_turn", smart_turn_max_silence_ms=2000, smart_turn_backend=backend)
     fake_llm.replies[:] = ["I see. When can a plumber come?"]
     audio = speak("The leak is under the kitchen sink and") + silence(900) + speak("it is getting worse.")
 
