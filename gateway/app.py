@@ -1,5 +1,8 @@
 """Composition root of the gateway: clients, Redis, VAD and the webhook sender on ``app.state``.
 
+Smart Turn runs in this process or, with ``GATEWAY_SMART_TURN_BACKEND=stt``, behind the STT
+service's batched ``POST /v1/turn`` (then no model is loaded here).
+
 With ``GATEWAY_DATABASE_ENABLED`` (the default) the lifespan also migrates the database and starts
 the webhook outbox dispatcher and the post-call worker (:class:`gateway.after_call.runtime.DatabaseRuntime`);
 its :class:`~gateway.after_call.runtime.DatabaseHooks` replace the settings-only hooks.
@@ -32,14 +35,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         from gateway.after_call.runtime import DatabaseHooks
         from gateway.after_call.webhook import WebhookSender
         from gateway.agents.static import SettingsHooks
-        from gateway.conversation.deps import Deps
-        from gateway.conversation.smart_turn import SmartTurn
+        from gateway.conversation.deps import Deps, TurnDetector
+        from gateway.conversation.local_turn import LocalTurnDetector
         from gateway.conversation.store import CallStore
         from gateway.conversation.vad import SileroVAD
         from gateway.telephony.rest import TwilioCalls
         from gateway.upstream.llm import LLMClient
         from gateway.upstream.speech import STTClient, TTSClient
         from gateway.upstream.tts_stream import TTSStreamClient
+        from gateway.upstream.turn import RemoteTurnDetector
+        from shared.smart_turn import SmartTurn
 
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         from gateway.after_call.orphans import CallSweeper, new_gateway_id, sweep_database
@@ -69,7 +74,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if settings.twilio_account_sid and token
             else None
         )
-        smart_turn = SmartTurn(settings.smart_turn_model_path) if settings.turn_detection == "smart_turn" else None
+        smart_turn: TurnDetector | None = None
+        if settings.turn_detection == "smart_turn" and settings.smart_turn_backend == "stt":  # no model here
+            smart_turn = RemoteTurnDetector(http, settings.stt_url, settings.smart_turn_timeout_s)
+        elif settings.turn_detection == "smart_turn":
+            smart_turn = LocalTurnDetector(SmartTurn(settings.smart_turn_model_path))
         hooks: SettingsHooks | DatabaseHooks = SettingsHooks(settings, webhooks)
         db_runtime = None
         if settings.database_enabled:  # agents, calls and signed webhooks from the database

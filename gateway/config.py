@@ -158,6 +158,12 @@ class GatewaySettings(ServiceSettings):
     """Smart Turn probability at which the turn ends."""
     smart_turn_max_silence_ms: int = 1500
     """With Smart Turn, a pause this long ends the turn whatever the model says."""
+    smart_turn_backend: Literal["local", "stt"] = "local"
+    """Where Smart Turn runs: ``local`` in this process (a worker thread; the CPU default), ``stt``
+    the STT service's ``POST /v1/turn``, batched across calls (the GPU host: no model in the gateway).
+    A failed remote check counts as "not done", so ``GATEWAY_SMART_TURN_MAX_SILENCE_MS`` ends the turn."""
+    smart_turn_timeout_s: float = 0.5
+    """With the ``stt`` backend, the longest one turn check may take (connect + answer), seconds."""
     barge_in_min_ms: int = 800
     """Voiced caller speech over the agent this long interrupts at once (clear + cancel); shorter speech
     is transcribed and interrupts only if it has enough words (see docs/turn-taking.md)."""

@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.conversation.endpointing import Endpointer, PauseDetected, SpeechEnded
-from gateway.conversation.smart_turn import SmartTurn
 from gateway.conversation.vad import SileroVAD
 from shared.audio import Resampler, float_to_pcm16, read_audio, resample, ulaw_decode, ulaw_encode
 from shared.config import models_dir
+from shared.smart_turn import SmartTurn
 
 COMPLETE = [
     "Hi, my kitchen sink is leaking. Can somebody come out today?",

@@ -105,8 +105,12 @@ class VoiceActivity(Protocol):
 class TurnDetector(Protocol):
     """End-of-turn model (Smart Turn): is the caller done, from the audio so far?"""
 
-    def probability(self, pcm16: np.ndarray) -> float:
-        """P(turn complete) for the utterance so far (int16 16 kHz); runs in a worker thread."""
+    async def probability(self, pcm16: np.ndarray) -> float:
+        """P(turn complete) for the utterance so far (int16 (n,) 16 kHz; the last 8 s count).
+
+        Never raises for a failed model or service: a detector that cannot answer returns 0.0
+        ("not done"), so the endpointer's max-silence bound ends the turn.
+        """
 
 
 class LiveCallStore(Protocol):

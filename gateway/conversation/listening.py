@@ -10,7 +10,6 @@ models it is given; time is stream time (ms of caller audio), as in
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,7 +107,7 @@ class Listener:
         ``None`` when the turn is not complete, or the caller spoke again while the model ran.
         """
         assert self.turn_detector is not None, "check_turn needs a turn detector"
-        probability = await asyncio.to_thread(self.turn_detector.probability, pause.audio)
+        probability = await self.turn_detector.probability(pause.audio)
         ep = self.endpointer
         if probability >= self.s.smart_turn_threshold and ep.in_speech and ep.pause_id == pause.pause_id:
             return ep.commit()

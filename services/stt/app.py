@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.stt.config import STTSettings
 from services.stt.routes import router
 from services.stt.streaming import router as stream_router
+from services.stt.turn_routes import router as turn_router
 from shared.errors import install_error_handlers
 from shared.metrics import mount_metrics
 
@@ -19,19 +20,23 @@ def create_app(settings: STTSettings | None = None) -> FastAPI:
 
     Raises (at startup, from the lifespan):
         FileNotFoundError: the model folder named by ``STT_MODEL`` is missing.
+    A missing Smart Turn model does not stop the service: ``POST /v1/turn`` answers 503.
     """
     settings = settings or STTSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from services.stt.service import STTService
+        from services.stt.turn_batching import TurnService
 
         service = STTService(settings)  # raises FileNotFoundError: refuse to start
         app.state.stt = service
         service.start()
+        app.state.turn = turn = await TurnService.load(settings)  # never raises: /v1/turn answers 503
         try:
             yield
         finally:
+            await turn.close()
             await service.close()
 
     app = FastAPI(title="Switchboard STT", version="0.2.0", lifespan=lifespan)
@@ -39,5 +44,6 @@ def create_app(settings: STTSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(stream_router)
+    app.include_router(turn_router)
     mount_metrics(app)
     return app

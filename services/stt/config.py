@@ -58,3 +58,18 @@ class STTSettings(ServiceSettings):
     """How long a request that arrives during model load waits before a 503."""
     stream_interval_ms: float = Field(default=1000.0, gt=0.0)
     """WS ``/v1/audio/stream``: re-decode the growing buffer after this much new audio."""
+
+    smart_turn_enabled: bool = True
+    """Serve ``POST /v1/turn`` (Smart Turn v3 end-of-turn checks, batched across calls); the model
+    loads at startup when the file exists, else the endpoint answers 503 and the service still runs."""
+    smart_turn_model_path: str | None = None
+    """Smart Turn ONNX; defaults to ``models/smart-turn/smart-turn-v3.2-cpu.onnx``."""
+    turn_batch_wait_ms: float = Field(default=3.0, ge=0.0)
+    """How long a turn check waits, from the oldest queued check's arrival, for others to share its batch."""
+    turn_max_batch: int = Field(default=16, ge=1)
+    """Most turn checks in one ONNX run."""
+    turn_max_queue: int = Field(default=256, ge=0)
+    """Most turn checks waiting; one more is refused with 503 and ``Retry-After``."""
+    turn_threads: int = Field(default=2, ge=1)
+    """Intra-op threads of Smart Turn on the CPU provider (CUDA is used when onnxruntime offers it
+    and ``STT_DEVICE`` is not ``cpu``)."""

@@ -42,3 +42,20 @@ STAGE_SECONDS = Histogram(
     ["stage"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
 )
+TURN_REQUESTS = Counter("stt_turn_requests_total", "Smart Turn checks (POST /v1/turn) by outcome", ["outcome"])
+TURN_BATCH_SIZE = Histogram(
+    "stt_turn_batch_size",
+    "Turn checks served by one batched Smart Turn run",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+)
+TURN_SECONDS = Histogram(
+    "stt_turn_check_seconds",
+    "Time of one turn check from arrival in the batcher to its probability (queue wait + batch)",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1),
+)
+TURN_BATCH_SECONDS = Histogram(
+    "stt_turn_batch_duration_seconds",
+    "Wall time of one batched Smart Turn run: features + ONNX",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1),
+)
+TURN_QUEUE_DEPTH = Gauge("stt_turn_queue_depth", "Turn checks waiting in the batcher")

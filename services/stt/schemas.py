@@ -89,3 +89,9 @@ class ModelList(BaseModel):
 
     object: str = "list"
     data: list[ModelCard]
+
+
+class TurnProbability(BaseModel):
+    """``POST /v1/turn`` body: Smart Turn's probability (0..1) that the caller has finished their turn."""
+
+    probability: float

@@ -134,8 +134,18 @@ def test_backchannel_does_not_interrupt(gateway, fake_llm, speak, speech_stack, 
     assert reply["text"] == LONG_REPLY and not reply["interrupted"]
 
 
-def test_pause_mid_sentence_does_not_end_the_turn(gateway, fake_llm, speak, speech_stack):
-    url, _ = gateway(turn_detection="smart_turn", smart_turn_max_silence_ms=2000)
+@pytest.mark.parametrize("backend", ["local", "stt"])  # stt: the real STT service's batched /v1/turn
+def test_pause_mid_sentence_does_not_end_the_turn(gateway, fake_llm, speak, speech_stack, backend):
+    url, _ = gateway(turn_detection="smart_turn", smart_turn_max_silence_ms=2000, smart_turn_backend=backend)
+    stt_metrics = f"http://127.0.0.1:{speech_stack.ports.stt}/metrics"
+
+    def turn_checks_served() -> float:
+        text = httpx.get(stt_metrics, timeout=10, follow_redirects=True).text
+        return sum(
+            float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith('stt_turn_requests_total{outcome="ok"}')
+        )
+
+    checks_before = turn_checks_served()
     fake_llm.replies[:] = ["I see. When can a plumber come?"]
     audio = speak("The leak is under the kitchen sink and") + silence(900) + speak("it is getting worse.")
 
@@ -149,6 +159,7 @@ def test_pause_mid_sentence_does_not_end_the_turn(gateway, fake_llm, speak, spee
 
     call = asyncio.run(scenario())
     assert len(fake_llm.requests) == 1, "the pause split the turn"
+    assert (turn_checks_served() > checks_before) is (backend == "stt")  # where the checks ran
     said = fake_llm.last_messages()[-1]["content"].lower()
     assert "sink" in said and "worse" in said
     users = [t for t in turns(speech_stack.redis_url, call.call_sid) if t["role"] == "user"]

@@ -19,7 +19,7 @@ from typing import Any
 from gateway.agents.profile import AgentProfile, CallSummary
 from gateway.config import GatewaySettings
 from gateway.conversation.corrections import Corrections
-from gateway.conversation.deps import Deps
+from gateway.conversation.deps import Deps, TurnDetector
 from tests.fakes.call import FakeCarrier, FakeHooks, FakeStore
 from tests.fakes.caller import Step
 from tests.fakes.llm import FakeLLM
@@ -76,7 +76,7 @@ class CallResult:
     store: FakeStore
     hooks: FakeHooks
     carrier: FakeCarrier | None
-    turn_detector: FakeTurnDetector | None
+    turn_detector: TurnDetector | None
     call_s: float
     """How long the call lasted, seconds of loop (virtual) time."""
     wall_s: float
@@ -126,7 +126,7 @@ async def run_call(
     llm: FakeLLM | None = None,
     stt: FakeSTT | None = None,
     tts: FakeTTS | None = None,
-    turn_detector: FakeTurnDetector | None = None,
+    turn_detector: TurnDetector | None = None,
     store: FakeStore | None = None,
     carrier: FakeCarrier | None = None,
     no_carrier: bool = False,
@@ -139,7 +139,8 @@ async def run_call(
     Args:
         script: the caller's steps (or a :class:`FakeTransport` built with them).
         llm, stt, tts, turn_detector, store, carrier: fakes to use (default: fresh ones);
-            ``turn_detector`` also switches ``turn_detection`` to ``smart_turn``.
+            ``turn_detector`` (a :class:`FakeTurnDetector` or a real one, e.g. the remote client
+            over a mock transport) also switches ``turn_detection`` to ``smart_turn``.
         no_carrier: serve the call without carrier actions (``Deps.carrier`` is ``None``).
         profile: :class:`AgentProfile` fields to override.
         limit_s: the longest the call may last, seconds of loop time.
@@ -163,7 +164,7 @@ async def run_call(
     tts = tts or FakeTTS()
     store = store or FakeStore()
     stt.texts = transport.texts
-    if turn_detector is not None:
+    if isinstance(turn_detector, FakeTurnDetector):
         turn_detector.texts = transport.texts
     if carrier is None and not no_carrier:
         carrier = FakeCarrier()

@@ -120,8 +120,8 @@ class FakeTurnDetector:
         self.texts: Sequence[str] = ()
         self.calls: list[tuple[str, float]] = []
 
-    def probability(self, pcm16: np.ndarray) -> float:
-        """P(turn complete) for the audio so far (int16 16 kHz); runs in a worker thread."""
+    async def probability(self, pcm16: np.ndarray) -> float:
+        """P(turn complete) for the audio so far (int16 16 kHz), answered at once."""
         found = utterance_indices(pcm16)
         text = self.texts[found[-1]] if found and found[-1] < len(self.texts) else ""
         p = self.complete if text.rstrip().endswith((".", "?", "!")) else self.incomplete

@@ -81,3 +81,33 @@ async def test_redis_down_the_call_is_served_and_its_record_is_complete() -> Non
     )
     assert [t["role"] for t in call.turns] == ["assistant", "user", "assistant"]
     assert call.turns[1]["text"] == PROBLEM and call.summary.status == "completed"
+
+
+async def test_smart_turn_service_down_the_turn_ends_at_the_max_silence_bound_and_is_answered() -> None:
+    """``GATEWAY_SMART_TURN_BACKEND=stt`` with the STT service unreachable: the real remote detector
+    answers 0.0 ("not done") to every check, so the turn ends at ``smart_turn_max_silence_ms``."""
+    import httpx
+
+    from gateway.upstream.turn import RemoteTurnDetector
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(unreachable)) as http:
+        detector = RemoteTurnDetector(http, "http://stt:8001", timeout_s=0.5)
+        script = [greeted(), Say(PROBLEM, 1500), finished("reply"), HangUp()]
+        call = await run_call(
+            script,
+            llm=FakeLLM(["Sorry to hear that. What is your address?"]),
+            turn_detector=detector,
+            smart_turn_pause_ms=200,
+            smart_turn_max_silence_ms=1500,
+        )
+    assert detector.failures >= 1
+    assert [r.user_text for r in call.llm.requests] == [PROBLEM]
+    (reply,) = call.agent_turns("reply")
+    assert reply["status"] == "completed"
+    t0 = call.transport.t0
+    assert t0 is not None
+    waited = call.llm.requests[0].at - t0 - call.log.spoken[0].end
+    assert 1.5 - 2 * 0.032 <= waited <= 1.5 + call.stt.latency_s + 2 * 0.032 + 0.02, waited

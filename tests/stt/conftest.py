@@ -3,17 +3,12 @@ port (in a thread), real and Kokoro-synthesised speech."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
-import httpx
 import numpy as np
 import pytest
-import uvicorn
-from stt_helpers import Server, Utterance, free_port
+from stt_helpers import Server, Utterance, free_port, serve
 
-from services.stt import create_app
 from services.stt.config import STTSettings
 from shared.audio import read_audio, wav_bytes
 from shared.config import models_dir
@@ -63,23 +58,4 @@ def kokoro_utterances() -> list[Utterance]:
 def server() -> Iterator[Server]:
     """The STT app on uvicorn in a thread (real tiny.en, int8 CPU), ready to transcribe."""
     settings = STTSettings(port=free_port(), max_batch=8, batch_window_ms=20, max_queue=64, cpu_threads=2, warmup=True)
-    app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, name="stt-test-server", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{settings.port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    else:
-        srv.should_exit = True
-        pytest.fail("STT test server did not become ready in 60 s")
-    yield Server(url, app)
-    srv.should_exit = True
-    thread.join(timeout=10)
+    yield from serve(settings)

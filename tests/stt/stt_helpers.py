@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import numpy as np
+import pytest
+import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.stt import create_app
+from services.stt.config import STTSettings
 from tools.stack import free_port as free_port  # re-exported for the STT tests
 
 
@@ -43,3 +50,27 @@ class Server:
                 if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
                     total += sample.value
         return total
+
+
+def serve(settings: STTSettings) -> Iterator[Server]:
+    """Run the STT app with ``settings`` on uvicorn in a thread; yield it once ``/ready``; stop it."""
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, name="stt-test-server", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    else:
+        srv.should_exit = True
+        pytest.fail("STT test server did not become ready in 60 s")
+    yield Server(url, app)
+    srv.should_exit = True
+    thread.join(timeout=10)
