@@ -115,6 +115,7 @@ class VADStream:
     def __init__(self, vad: SileroVAD) -> None:
         self._vad = vad
         self._batcher = vad.batcher
+        self._batcher.register(self)
         self.h = np.zeros((1, 1, 128), dtype=np.float32)
         """LSTM state, float32 (1, 1, 128) (a view into the last batch's output)."""
         self.c = np.zeros((1, 1, 128), dtype=np.float32)

@@ -3,8 +3,10 @@
 Each call's :class:`~gateway.conversation.vad.VADStream` hands its completed frame (input row and
 LSTM state) to :meth:`VADBatcher.score` and awaits the probability. The first frame of a batch
 arms one timer (``wait_s``, ``GATEWAY_VAD_BATCH_WAIT_MS``); when it fires, or once ``max_batch``
-frames are waiting, every waiting frame is scored in one ONNX run and each stream's state is set
-from its row. No task is created per frame: one timer handle per batch and one future per frame.
+frames (or a frame of every live stream: no other can join) are waiting, every waiting frame is
+scored in one ONNX run and each stream's state is set from its row. So one call alone, or a call
+working through a backlog while the others are idle, never waits for the timer. No task is created
+per frame: one timer handle per batch and one future per frame.
 A stream whose wait was cancelled (its call ended) is skipped when the results come back; the
 others are unaffected. Runs on the event loop's thread (a batch of 64 takes ~4 ms of CPU).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
@@ -55,6 +58,7 @@ class VADBatcher:
         self._streams: list[BatchedStream] = []
         self._futures: list[asyncio.Future[float]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._live: weakref.WeakSet[BatchedStream] = weakref.WeakSet()
         self.runs = 0
         self.frames = 0
 
@@ -62,6 +66,11 @@ class VADBatcher:
     def waiting(self) -> int:
         """Frames waiting for the next run."""
         return len(self._streams)
+
+    def register(self, stream: BatchedStream) -> None:
+        """Count ``stream`` among the live ones (until it is garbage): once each live stream has a
+        frame waiting, the batch runs without waiting for the timer."""
+        self._live.add(stream)
 
     def score(self, stream: BatchedStream) -> asyncio.Future[float]:
         """Queue ``stream``'s frame (``stream.x`` with its state); the future's result is its
@@ -73,7 +82,7 @@ class VADBatcher:
         future: asyncio.Future[float] = loop.create_future()
         self._streams.append(stream)
         self._futures.append(future)
-        if len(self._streams) >= self.max_batch:
+        if len(self._streams) >= min(self.max_batch, len(self._live)):
             self.flush()
         elif self._timer is None:
             self._timer = loop.call_later(self.wait_s, self.flush)

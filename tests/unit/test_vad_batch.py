@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.conversation.vad import FRAME_SAMPLES, SileroVAD
+from gateway.conversation.vad import FRAME_SAMPLES, SileroVAD, VADStream
 from shared.audio import float_to_pcm16, read_audio
 
 
@@ -36,8 +36,10 @@ def unbatched(vad: SileroVAD, pcm: np.ndarray, chunk: int) -> list[float]:
     return [p for i in range(0, pcm.size, chunk) for _, p in stream.process(pcm[i : i + chunk])]
 
 
-async def fed(vad: SileroVAD, pcm: np.ndarray, chunk: int, frames: list[np.ndarray] | None = None) -> list[float]:
-    stream, probs = vad.stream(), []
+async def fed(
+    vad: SileroVAD, pcm: np.ndarray, chunk: int, frames: list[np.ndarray] | None = None, stream: VADStream | None = None
+) -> list[float]:
+    stream, probs = stream or vad.stream(), []
     for i in range(0, pcm.size, chunk):
         for frame, p in await stream.feed(pcm[i : i + chunk]):
             probs.append(p)
@@ -54,7 +56,10 @@ def reference(speech: list[np.ndarray]) -> list[list[float]]:
 
 async def test_batched_streams_score_as_their_own_streams(speech, reference) -> None:
     vad = SileroVAD(batch_wait_ms=5, max_batch=3)  # both triggers: the timer and a full batch
-    got = await asyncio.gather(*(fed(vad, pcm, chunk) for pcm, chunk in zip(speech, CHUNKS, strict=True)))
+    streams = [vad.stream() for _ in speech]  # the calls are live before their audio comes
+    got = await asyncio.gather(
+        *(fed(vad, pcm, chunk, stream=s) for pcm, chunk, s in zip(speech, CHUNKS, streams, strict=True))
+    )
     for probs, ref in zip(got, reference, strict=True):
         assert len(probs) == len(ref)
         np.testing.assert_allclose(probs, ref, atol=1e-5)
@@ -74,6 +79,7 @@ async def test_frames_come_back_as_pushed(speech) -> None:
 
 async def test_a_stream_cancelled_mid_batch_leaves_the_others_exact(speech, reference) -> None:
     vad = SileroVAD(batch_wait_ms=20, max_batch=64)
+    idle = vad.stream()  # a live call with no frame now: the batch waits for the timer
     doomed = asyncio.create_task(fed(vad, speech[1], CHUNKS[1]))
     others = [asyncio.create_task(fed(vad, speech[i], CHUNKS[i])) for i in (0, 2, 3)]
     await asyncio.sleep(0)  # each task runs to its first frame's wait
@@ -84,6 +90,19 @@ async def test_a_stream_cancelled_mid_batch_leaves_the_others_exact(speech, refe
     assert doomed.cancelled()
     for probs, i in zip(results, (0, 2, 3), strict=True):
         np.testing.assert_allclose(probs, reference[i], atol=1e-5)
+    del idle
+
+
+async def test_a_frame_of_every_live_stream_runs_without_the_timer(speech, reference) -> None:
+    vad = SileroVAD(batch_wait_ms=30_000)  # the timer would never fire within the test
+    a, b = vad.stream(), vad.stream()
+    got = await asyncio.wait_for(
+        asyncio.gather(fed(vad, speech[0], 320, stream=a), fed(vad, speech[2], 320, stream=b)), 60
+    )
+    del a, b
+    np.testing.assert_allclose(got[0], reference[0], atol=1e-5)
+    np.testing.assert_allclose(got[1], reference[2], atol=1e-5)  # frames do not depend on the chunking
+    assert vad.batcher.runs > 0
 
 
 async def test_wait_zero_scores_at_once_without_the_batcher(speech, reference) -> None:
