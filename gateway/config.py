@@ -147,6 +147,12 @@ class GatewaySettings(ServiceSettings):
 
     vad_model_path: str | None = None
     """Silero VAD ONNX; defaults to the ``silero_vad_v6.onnx`` faster-whisper ships."""
+    vad_batch_wait_ms: int = Field(default=10, ge=0, le=32)
+    """How long a call's completed 32 ms VAD frame waits for other calls' frames, so that one Silero
+    run scores them all (``gateway/conversation/vad_batch.py``); 0: each frame runs alone, at once.
+    Adds at most this much to VAD, barge-in and endpointing decisions (docs/benchmarks.md)."""
+    vad_max_batch: int = Field(default=64, ge=1)
+    """A VAD batch this full runs without waiting (bounds one run's time on the event loop: ~4 ms at 64)."""
     turn_detection: Literal["smart_turn", "silence"] = "smart_turn"
     """``smart_turn``: after a short pause Smart Turn v3 decides if the caller is done (fast on a
     finished question, patient mid-sentence); ``silence``: only ``GATEWAY_ENDPOINT_SILENCE_MS``."""

@@ -18,8 +18,16 @@ import binascii
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 log = logging.getLogger(__name__)
+
+
+def _dumps(msg: dict[str, Any]) -> str:
+    """Compact JSON text (orjson: ~4 µs less than ``json.dumps`` per media frame, ``bench/frame_bench.py``)."""
+    return orjson.dumps(msg).decode()
 
 
 # ---- Twilio → server events -------------------------------------------------------------
@@ -129,8 +137,8 @@ def _load(raw: str | bytes) -> dict | None:
             log.warning("twilio: skipped a binary frame of %d bytes", len(raw))
             return None
     try:
-        msg = json.loads(raw)
-    except (json.JSONDecodeError, TypeError):
+        msg = orjson.loads(raw)
+    except (json.JSONDecodeError, TypeError):  # orjson.JSONDecodeError is a json.JSONDecodeError
         log.warning("twilio: skipped a frame that is not JSON: %.80r", raw)
         return None
     if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
@@ -228,9 +236,9 @@ def serialize_event(event: Event) -> str:
     """Serialize a Twilio → server event exactly as Twilio sends it (used by the simulator)."""
     seq = str(getattr(event, "sequence_number", 0))
     if isinstance(event, Connected):
-        return json.dumps({"event": "connected", "protocol": event.protocol, "version": event.version})
+        return _dumps({"event": "connected", "protocol": event.protocol, "version": event.version})
     if isinstance(event, Start):
-        return json.dumps(
+        return _dumps(
             {
                 "event": "start",
                 "sequenceNumber": seq,
@@ -250,7 +258,7 @@ def serialize_event(event: Event) -> str:
             }
         )
     if isinstance(event, Media):
-        return json.dumps(
+        return _dumps(
             {
                 "event": "media",
                 "sequenceNumber": seq,
@@ -264,7 +272,7 @@ def serialize_event(event: Event) -> str:
             }
         )
     if isinstance(event, Dtmf):
-        return json.dumps(
+        return _dumps(
             {
                 "event": "dtmf",
                 "streamSid": event.stream_sid,
@@ -273,11 +281,11 @@ def serialize_event(event: Event) -> str:
             }
         )
     if isinstance(event, MarkEcho):
-        return json.dumps(
+        return _dumps(
             {"event": "mark", "sequenceNumber": seq, "streamSid": event.stream_sid, "mark": {"name": event.name}}
         )
     if isinstance(event, Stop):
-        return json.dumps(
+        return _dumps(
             {
                 "event": "stop",
                 "sequenceNumber": seq,
@@ -292,11 +300,11 @@ def serialize_command(command: Command) -> str:
     """Serialize a server → Twilio command (``media``, ``mark`` or ``clear``)."""
     if isinstance(command, SendMedia):
         payload = base64.b64encode(command.payload).decode("ascii")
-        return json.dumps({"event": "media", "streamSid": command.stream_sid, "media": {"payload": payload}})
+        return _dumps({"event": "media", "streamSid": command.stream_sid, "media": {"payload": payload}})
     if isinstance(command, SendMark):
-        return json.dumps({"event": "mark", "streamSid": command.stream_sid, "mark": {"name": command.name}})
+        return _dumps({"event": "mark", "streamSid": command.stream_sid, "mark": {"name": command.name}})
     if isinstance(command, Clear):
-        return json.dumps({"event": "clear", "streamSid": command.stream_sid})
+        return _dumps({"event": "clear", "streamSid": command.stream_sid})
     raise TypeError(f"not a Twilio command: {command!r}")
 
 

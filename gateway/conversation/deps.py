@@ -94,6 +94,9 @@ class VADStream(Protocol):
     def process(self, pcm16: np.ndarray) -> Iterable[tuple[np.ndarray, float]]:
         """Feed PCM16 at the VAD's rate; yields (frame, speech probability 0..1) per complete VAD frame."""
 
+    async def feed(self, pcm16: np.ndarray) -> Iterable[tuple[np.ndarray, float]]:
+        """As :meth:`process`, on a live call: the frames may be scored in a batch with other calls'."""
+
 
 class VoiceActivity(Protocol):
     """The process's VAD model (Silero: 512-sample frames at 16 kHz, see :mod:`gateway.conversation.vad`)."""

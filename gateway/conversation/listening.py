@@ -87,11 +87,13 @@ class Listener:
         """An utterance is open."""
         return self.endpointer.in_speech
 
-    def push(self, pcm16: np.ndarray) -> list[ListenEvent]:
-        """Feed caller audio (int16 (n,) at ``input_rate_hz``); the events it completes, in order."""
+    async def push(self, pcm16: np.ndarray) -> list[ListenEvent]:
+        """Feed caller audio (int16 (n,) at ``input_rate_hz``); the events it completes, in order.
+
+        Awaits the VAD's batch (at most ``GATEWAY_VAD_BATCH_WAIT_MS`` a frame)."""
         out: list[ListenEvent] = []
         ep = self.endpointer
-        for frame, prob in self._vad.process(self._resampler.process(pcm16)):
+        for frame, prob in await self._vad.feed(self._resampler.process(pcm16)):
             for event in ep.push(frame, prob):
                 if isinstance(event, SpeechEnded):
                     self._barging = False

@@ -314,7 +314,7 @@ class CallSession:
     async def _on_audio(self, event: AudioIn) -> None:
         if self.recorder is not None:
             self.recorder.add_inbound(event.pcm16, now() - self._t0)
-        for ev in self.listener.push(event.pcm16):
+        for ev in await self.listener.push(event.pcm16):
             if isinstance(ev, SpeechStarted):
                 self.attention.caller_spoke()
                 if self.machine.state is not State.SPEAKING:  # over the agent, the barge-in rule decides

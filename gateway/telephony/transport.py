@@ -91,6 +91,11 @@ class TwilioTransport:
                 return out
 
     def _translate(self, event: tw.Event) -> TransportEvent | None:
+        if isinstance(event, tw.Media) and self.stream_sid and event.stream_sid == self.stream_sid:  # 50 a second
+            if len(event.payload) > self.s.max_media_payload_bytes:
+                self._skip_oversized("payload", len(event.payload))
+                return None
+            return AudioIn(ulaw_decode(event.payload), event.timestamp_ms)
         if isinstance(event, tw.Connected):
             return None
         if isinstance(event, tw.Start):
@@ -106,11 +111,6 @@ class TwilioTransport:
                 getattr(event, "stream_sid", None),
             )
             return None
-        if isinstance(event, tw.Media):
-            if len(event.payload) > self.s.max_media_payload_bytes:
-                self._skip_oversized("payload", len(event.payload))
-                return None
-            return AudioIn(ulaw_decode(event.payload), event.timestamp_ms)
         if isinstance(event, tw.MarkEcho):
             return MarkPlayed(event.name)
         if isinstance(event, tw.Dtmf):

@@ -49,6 +49,10 @@ class FakeVADStream:
         self._pending = audio[n * FRAME_SAMPLES :]
         return out
 
+    async def feed(self, pcm16: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """As :meth:`process` (no batch to wait for)."""
+        return self.process(pcm16)
+
 
 class FakeVAD:
     """Satisfies :class:`~gateway.conversation.deps.VoiceActivity`."""
