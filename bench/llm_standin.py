@@ -234,14 +234,14 @@ def record(llm_url: str, out: Path) -> None:
 
     s = GatewaySettings()
     items = []
-    history: list[dict[str, str]] = [{"role": "assistant", "content": s.greeting}]
+    history: list[dict[str, str]] = [{"role": "assistant", "content": s.agent.greeting}]
     for user in [*SCRIPT, BARGE_IN_LINE, "Hello?"]:
-        messages = [{"role": "system", "content": s.system_prompt}, *history, {"role": "user", "content": user}]
+        messages = [{"role": "system", "content": s.agent.system_prompt}, *history, {"role": "user", "content": user}]
         body = {
-            "model": s.llm_model,
+            "model": s.llm.model,
             "messages": messages,
-            "max_tokens": s.llm_max_tokens,
-            "temperature": s.llm_temperature,
+            "max_tokens": s.llm.max_tokens,
+            "temperature": s.llm.temperature,
         }
         resp = httpx.post(f"{llm_url}/chat/completions", json=body, timeout=300)
         resp.raise_for_status()
@@ -251,7 +251,7 @@ def record(llm_url: str, out: Path) -> None:
         history += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
         sys.stdout.write(f"{user!r} → {reply!r}\n")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"model": s.llm_model, "recorded_with": llm_url, "replies": items}, indent=2) + "\n")
+    out.write_text(json.dumps({"model": s.llm.model, "recorded_with": llm_url, "replies": items}, indent=2) + "\n")
 
 
 def main() -> int:

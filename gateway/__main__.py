@@ -24,7 +24,7 @@ def prepare_workers(settings: GatewaySettings) -> None:
     Raises:
         Exception: the database is unreachable or a migration fails (nothing is started).
     """
-    if settings.database_enabled and settings.database_auto_migrate:
+    if settings.database.enabled and settings.database.auto_migrate:
         from gateway.db.migrate import upgrade
 
         upgrade(settings.resolved_database_url)

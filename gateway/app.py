@@ -53,69 +53,70 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # Bounded commands: a hung Redis fails a write (the call's writer retries) instead of
         # hanging the call; health checks find a restarted Redis again.
         redis = Redis.from_url(
-            settings.redis_url,
+            settings.redis.url,
             decode_responses=True,
-            socket_timeout=settings.redis_socket_timeout_s,
-            socket_connect_timeout=settings.redis_socket_timeout_s,
+            socket_timeout=settings.redis.socket_timeout_s,
+            socket_connect_timeout=settings.redis.socket_timeout_s,
             health_check_interval=30,
         )
         llm = LLMClient(
-            settings.llm_url,
-            settings.llm_model,
-            settings.llm_api_key.get_secret_value(),
-            timeout_s=settings.llm_timeout_s,
-            max_tokens=settings.llm_max_tokens,
-            temperature=settings.llm_temperature,
+            settings.llm.url,
+            settings.llm.model,
+            settings.llm.api_key.get_secret_value(),
+            timeout_s=settings.llm.timeout_s,
+            max_tokens=settings.llm.max_tokens,
+            temperature=settings.llm.temperature,
         )
-        webhooks = WebhookSender(http, settings.webhook_timeout_s, settings.webhook_attempts)
-        token = settings.twilio_auth_token.get_secret_value()
+        webhooks = WebhookSender(http, settings.webhook.timeout_s, settings.webhook.attempts)
+        token = settings.twilio.auth_token.get_secret_value()
         twilio = (
-            TwilioCalls(settings.twilio_account_sid, token, settings.twilio_api_base_url)
-            if settings.twilio_account_sid and token
+            TwilioCalls(settings.twilio.account_sid, token, settings.twilio.api_base_url)
+            if settings.twilio.account_sid and token
             else None
         )
         smart_turn: TurnDetector | None = None
-        if settings.turn_detection == "smart_turn" and settings.smart_turn_backend == "stt":  # no model here
-            smart_turn = RemoteTurnDetector(http, settings.stt_url, settings.smart_turn_timeout_s)
-        elif settings.turn_detection == "smart_turn":
-            smart_turn = LocalTurnDetector(SmartTurn(settings.smart_turn_model_path))
+        listening = settings.listening
+        if listening.turn_detection == "smart_turn" and listening.smart_turn_backend == "stt":  # no model here
+            smart_turn = RemoteTurnDetector(http, settings.stt.url, listening.smart_turn_timeout_s)
+        elif listening.turn_detection == "smart_turn":
+            smart_turn = LocalTurnDetector(SmartTurn(settings.listening.smart_turn_model_path))
         hooks: SettingsHooks | DatabaseHooks = SettingsHooks(settings, webhooks)
         db_runtime = None
-        if settings.database_enabled:  # agents, calls and signed webhooks from the database
+        if settings.database.enabled:  # agents, calls and signed webhooks from the database
             from gateway.after_call.runtime import DatabaseRuntime
 
             db_runtime = await DatabaseRuntime.start(settings)
             hooks = db_runtime.hooks
         app.state.db_runtime = db_runtime
-        store = CallStore(redis, settings.record_turns_ttl_s)
+        store = CallStore(redis, settings.redis.record_turns_ttl_s)
         app.state.deps = deps = Deps(
             settings=settings,
             store=store,
-            stt=STTClient(http, settings.stt_url, settings.stt_timeout_s),
-            tts=TTSStreamClient(settings.tts_url, settings.tts_timeout_s),
+            stt=STTClient(http, settings.stt.url, settings.stt.timeout_s),
+            tts=TTSStreamClient(settings.tts.url, settings.tts.timeout_s),
             llm=llm,
-            vad=SileroVAD(settings.vad_model_path, settings.vad_batch_wait_ms, settings.vad_max_batch),
+            vad=SileroVAD(listening.vad_model_path, listening.vad_batch_wait_ms, listening.vad_max_batch),
             hooks=hooks,
             smart_turn=smart_turn,
             carrier=twilio,
             gateway_id=new_gateway_id(),
         )
-        app.state.tts_http = TTSClient(http, settings.tts_url, settings.tts_timeout_s)  # the admin pipeline
-        app.state.stream_tokens = StreamTokens(token, settings.stream_token_ttl_s) if token else None
+        app.state.tts_http = TTSClient(http, settings.tts.url, settings.tts.timeout_s)  # the admin pipeline
+        app.state.stream_tokens = StreamTokens(token, settings.twilio.stream_token_ttl_s) if token else None
         db_sweep = None
         if db_runtime is not None:
             runtime = db_runtime
 
             async def db_sweep() -> None:
-                await sweep_database(runtime.db, hooks, store, settings.max_call_seconds + 60)
+                await sweep_database(runtime.db, hooks, store, settings.call.max_call_seconds + 60)
 
         sweeper = CallSweeper(
             store,
             hooks,
             deps.gateway_id,
             lambda: len(deps.live_calls),
-            heartbeat_ttl_s=settings.heartbeat_ttl_s,
-            sweep_interval_s=settings.orphan_sweep_interval_s,
+            heartbeat_ttl_s=settings.redis.heartbeat_ttl_s,
+            sweep_interval_s=settings.redis.orphan_sweep_interval_s,
             db_sweep=db_sweep,
         )
         sweeper.start()

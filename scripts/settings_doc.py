@@ -1,5 +1,7 @@
 """Render every service's settings (env var, default, description) as Markdown tables into README.
 
+The gateway's settings come as a table of global fields, then one table per group
+(``GATEWAY_<GROUP>__<FIELD>``, with the flat name each field had before the groups as its alias).
 ``python scripts/settings_doc.py`` rewrites the block between ``<!-- settings:start -->`` and
 ``<!-- settings:end -->`` in README.md; ``--check`` exits 1 if README is out of date.
 """
@@ -13,6 +15,7 @@ import itertools
 import sys
 from pathlib import Path
 
+from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,13 +60,7 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def env_names(cls: type[BaseSettings]) -> list[str]:
-    """Every environment variable a settings class reads."""
-    prefix = str(cls.model_config.get("env_prefix", ""))
-    return [(prefix + name).upper() for name in cls.model_fields]
-
-
-def _default(cls: type[BaseSettings], name: str) -> str:
+def _default(cls: type[BaseModel], name: str) -> str:
     field = cls.model_fields[name]
     value = field.get_default(call_default_factory=True)
     if value is None:
@@ -75,15 +72,42 @@ def _default(cls: type[BaseSettings], name: str) -> str:
     return f"`{text}`" if text else "(empty)"
 
 
+def _rows(cls: type[BaseModel], names: list[str], prefix: str, aliases: dict[str, str] | None = None) -> list[str]:
+    """One table row per field ``names`` of ``cls``: ``prefix + NAME``, (its flat alias,) default, meaning."""
+    docs = field_docs(cls)
+    rows = []
+    for name in names:
+        alias = f" `{aliases[name]}` |" if aliases is not None else ""
+        rows.append(f"| `{(prefix + name).upper()}` |{alias} {_default(cls, name)} | {docs.get(name, '')} |")
+    return rows
+
+
+def gateway_tables(cls: type[BaseSettings]) -> list[str]:
+    """The gateway's global settings, then one table per group with each field's flat alias."""
+    from gateway.config import GROUPS, legacy_fields
+
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    flat = {path: name for name, path in legacy_fields().items()}
+    top = [name for name in cls.model_fields if name not in GROUPS]
+    out = ["**Gateway**", "", "| variable | default | meaning |", "|---|---|---|", *_rows(cls, top, prefix), ""]
+    for group, model in GROUPS.items():
+        aliases = {field: f"{prefix}{flat[(group, field)]}".upper() for field in model.model_fields}
+        summary = " ".join((model.__doc__ or "").split())
+        out += [f"**Gateway `{group}`** — {summary}", "", "| variable | flat alias | default | meaning |"]
+        out += ["|---|---|---|---|", *_rows(model, list(model.model_fields), f"{prefix}{group}__", aliases), ""]
+    return out
+
+
 def render() -> str:
     """The Markdown block."""
     out = [START, ""]
     for title, cls in settings_classes():
-        docs = field_docs(cls)
+        if title == "Gateway":
+            out += gateway_tables(cls)
+            continue
+        prefix = str(cls.model_config.get("env_prefix", ""))
         out += [f"**{title}**", "", "| variable | default | meaning |", "|---|---|---|"]
-        for name, env in zip(cls.model_fields, env_names(cls), strict=True):
-            out.append(f"| `{env}` | {_default(cls, name)} | {docs.get(name, '')} |")
-        out.append("")
+        out += [*_rows(cls, list(cls.model_fields), prefix), ""]
     out.append(END)
     return "\n".join(out)
 

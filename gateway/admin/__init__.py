@@ -1,4 +1,4 @@
-"""Admin API (``/api/*``, behind ``GATEWAY_ADMIN_API_KEY``) and the ``/admin`` page.
+"""Admin API (``/api/*``, behind ``GATEWAY_ADMIN__API_KEY``) and the ``/admin`` page.
 
 The page is one static HTML file and one script (no build step); it asks for the admin key and
 calls the same API with ``Authorization: Bearer <key>``. The page itself holds no data, so it

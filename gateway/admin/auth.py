@@ -1,4 +1,4 @@
-"""Admin authentication: one API key (``GATEWAY_ADMIN_API_KEY``) as a bearer token or ``X-Admin-Key``.
+"""Admin authentication: one API key (``GATEWAY_ADMIN__API_KEY``) as a bearer token or ``X-Admin-Key``.
 
 Both schemes appear in the OpenAPI document, so ``/docs``' *Authorize* button works. Without a
 configured key every admin request is refused (401): the admin API is off until a key is set.
@@ -14,8 +14,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from gateway.config import GatewaySettings
 
-bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <GATEWAY_ADMIN_API_KEY>`")
-key_header = APIKeyHeader(name="X-Admin-Key", auto_error=False, description="`X-Admin-Key: <GATEWAY_ADMIN_API_KEY>`")
+bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <GATEWAY_ADMIN__API_KEY>`")
+key_header = APIKeyHeader(name="X-Admin-Key", auto_error=False, description="`X-Admin-Key: <GATEWAY_ADMIN__API_KEY>`")
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -33,9 +33,9 @@ async def require_admin(
         HTTPException: 401 without a key, with a wrong key, or when no key is configured.
     """
     settings: GatewaySettings = request.app.state.settings
-    expected = settings.admin_api_key.get_secret_value()
+    expected = settings.admin.api_key.get_secret_value()
     if not expected:
-        raise _unauthorized("admin API disabled: set GATEWAY_ADMIN_API_KEY")
+        raise _unauthorized("admin API disabled: set GATEWAY_ADMIN__API_KEY (or GATEWAY_ADMIN_API_KEY)")
     given = credentials.credentials if credentials is not None else api_key
     if not given:
         raise _unauthorized("admin API key required (Authorization: Bearer <key> or X-Admin-Key)")

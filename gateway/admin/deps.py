@@ -39,7 +39,9 @@ def database_runtime(request: Request) -> DatabaseRuntime:
     """
     runtime: DatabaseRuntime | None = getattr(request.app.state, "db_runtime", None)
     if runtime is None:
-        raise HTTPException(status_code=503, detail="database disabled (GATEWAY_DATABASE_ENABLED=false)")
+        raise HTTPException(
+            status_code=503, detail="database disabled (GATEWAY_DATABASE__ENABLED / GATEWAY_DATABASE_ENABLED is false)"
+        )
     return runtime
 
 

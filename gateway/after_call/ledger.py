@@ -135,7 +135,7 @@ class CallLedger:
         status = "rejected" if rejected else summary.status
         recording = await self._write_recording(summary)
         has_speech = any(t.get("role") == "user" and str(t.get("text") or "").strip() for t in summary.turns)
-        if not self.settings.extraction_enabled:
+        if not self.settings.extraction.enabled:
             extraction_status = "disabled"
         elif rejected or not has_speech:
             extraction_status = "skipped"
@@ -200,7 +200,7 @@ class CallLedger:
 
     async def _write_recording(self, summary: CallSummary) -> str | None:
         """Write the mixed recording as ``data_dir/recordings/<sid>.wav``; its relative path, or ``None``."""
-        if not self.settings.recording_enabled or summary.recording_pcm16 is None:
+        if not self.settings.recording.enabled or summary.recording_pcm16 is None:
             return None
         rel = recording_relpath(summary.call_sid)
         path = Path(self.settings.data_dir) / rel

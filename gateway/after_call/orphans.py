@@ -1,15 +1,15 @@
 """Calls whose gateway died: a heartbeat per gateway process and a sweeper that finishes its calls.
 
 Every gateway process has an id and keeps ``sb:gateway:<id>`` alive in Redis (TTL
-``GATEWAY_HEARTBEAT_TTL_S``, refreshed three times per TTL); each live call's record names the
+``GATEWAY_REDIS__HEARTBEAT_TTL_S``, refreshed three times per TTL); each live call's record names the
 gateway serving it. :class:`CallSweeper` (every gateway runs one: at start-up, then every
-``GATEWAY_ORPHAN_SWEEP_INTERVAL_S``) looks at the active calls in Redis; a call whose gateway's
+``GATEWAY_REDIS__ORPHAN_SWEEP_INTERVAL_S``) looks at the active calls in Redis; a call whose gateway's
 heartbeat has expired was cut off by a crash (kill -9, OOM, a lost host): one sweeper claims it,
 closes it in Redis with status ``gateway-lost`` and hands it to the hooks like any finished call,
 so the database row is closed and ``call.completed`` is sent, saying so.
 
 With the database on, calls still ``in-progress`` in the database past the longest possible call
-(``GATEWAY_MAX_CALL_SECONDS`` + 60 s) are finished the same way: their Redis record is gone (a
+(``GATEWAY_CALL__MAX_CALL_SECONDS`` + 60 s) are finished the same way: their Redis record is gone (a
 Redis restart keeps nothing), so only the database knew them.
 """
 

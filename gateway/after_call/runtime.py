@@ -128,26 +128,26 @@ class DatabaseRuntime:
         self.client = client
         self._owns_client = owns_client
         policy = OutboxPolicy(
-            max_attempts=settings.outbox_max_attempts,
-            backoff_base_s=settings.outbox_backoff_base_s,
-            backoff_max_s=settings.outbox_backoff_max_s,
-            timeout_s=settings.webhook_timeout_s,
-            poll_interval_s=settings.outbox_poll_interval_s,
-            held_timeout_s=max(600.0, 4 * settings.extraction_timeout_s),
+            max_attempts=settings.outbox.max_attempts,
+            backoff_base_s=settings.outbox.backoff_base_s,
+            backoff_max_s=settings.outbox.backoff_max_s,
+            timeout_s=settings.webhook.timeout_s,
+            poll_interval_s=settings.outbox.poll_interval_s,
+            held_timeout_s=max(600.0, 4 * settings.extraction.timeout_s),
         )
         self.dispatcher = OutboxDispatcher(db, client, policy)
         self._own_llm = llm is None
         if llm is None:
-            llm = LLMClient(settings.llm_url, settings.llm_model, settings.llm_api_key.get_secret_value())
+            llm = LLMClient(settings.llm.url, settings.llm.model, settings.llm.api_key.get_secret_value())
         self.llm = llm
         self.extractor = Extractor.sharing(
             llm,
-            timeout_s=settings.extraction_timeout_s,
-            max_tokens=settings.extraction_max_tokens,
-            json_mode=settings.extraction_json_mode,
+            timeout_s=settings.extraction.timeout_s,
+            max_tokens=settings.extraction.max_tokens,
+            json_mode=settings.extraction.json_mode,
         )
         self.worker = PostCallWorker(
-            db, self.extractor, self.dispatcher, busy=self._calls_in_progress, defer_s=settings.extraction_defer_s
+            db, self.extractor, self.dispatcher, busy=self._calls_in_progress, defer_s=settings.extraction.defer_s
         )
         self.hooks = DatabaseHooks(settings, db, self.dispatcher, self.worker)
 
@@ -158,7 +158,7 @@ class DatabaseRuntime:
     async def start(
         cls, settings: GatewaySettings, http: httpx.AsyncClient | None = None, llm: LLMClient | None = None
     ) -> DatabaseRuntime:
-        """Connect, migrate (``GATEWAY_DATABASE_AUTO_MIGRATE``), start the dispatcher and the worker.
+        """Connect, migrate (``GATEWAY_DATABASE__AUTO_MIGRATE``), start the dispatcher and the worker.
 
         Args:
             settings: gateway settings; the URL (``resolved_database_url``) is normalised here.
@@ -171,13 +171,13 @@ class DatabaseRuntime:
             Exception: the database is unreachable or a migration fails (the gateway does not start).
         """
         db = Database(settings.resolved_database_url)  # Database normalises the URL (drivers filled in)
-        if settings.database_auto_migrate:
+        if settings.database.auto_migrate:
             await upgrade_database(db)
         owns_client = http is None
         client = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=50), follow_redirects=False)
         runtime = cls(settings, db, client, llm, owns_client=owns_client)
         runtime.dispatcher.start()
-        if settings.extraction_enabled:
+        if settings.extraction.enabled:
             runtime.worker.start()
         log.info("database %s ready (%s)", db.dialect, make_url(db.url).render_as_string(hide_password=True))
         return runtime

@@ -5,7 +5,7 @@
 (greeting, prompt + business facts, voice, global + agent corrections, transfer number) and where
 its events go (:class:`WebhookRoute`), and answers calls from it for :data:`PROFILE_CACHE_TTL_S`
 (a burst of call starts makes one read, not one each). A number no agent owns gets the
-unknown-number answer (``GATEWAY_UNKNOWN_NUMBER_POLICY``): the default agent, the settings' agent,
+unknown-number answer (``GATEWAY_AGENT__UNKNOWN_NUMBER_POLICY``): the default agent, the settings' agent,
 or a polite rejection. When the database cannot answer in time, :meth:`AgentResolver.answer_call`
 falls back without ever answering as another business.
 
@@ -119,7 +119,7 @@ class AgentResolver:
         self._generation = 0
         self._loading: asyncio.Task[_Directory] | None = None
         self._loading_generation = -1
-        self._secret = settings.webhook_secret.get_secret_value() or None
+        self._secret = settings.webhook.secret.get_secret_value() or None
 
     def unavailable_profile(self) -> AgentProfile:
         """The polite rejection for a call whose agent cannot be looked up: "please call back".
@@ -131,7 +131,7 @@ class AgentResolver:
         return AgentProfile(
             greeting=UNAVAILABLE_MESSAGE,
             system_prompt="",
-            voice=self.settings.voice,
+            voice=self.settings.agent.voice,
             corrections=RuleCorrections(),
             name="unavailable",
             reject_message=UNAVAILABLE_MESSAGE,
@@ -273,7 +273,7 @@ class AgentResolver:
             if r.agent_id is not None:
                 own.setdefault(r.agent_id, []).append(Rule(r.pattern, r.replacement, r.is_regex))
         default = min((a for a in agents if a.is_default), key=lambda a: a.id, default=None)
-        if self.settings.unknown_number_policy != "default":
+        if self.settings.agent.unknown_number_policy != "default":
             default = None
         answers: dict[int, Answer] = {}
         for agent in agents:
@@ -286,15 +286,15 @@ class AgentResolver:
         return _Directory(numbers, unknown, loaded_at, generation)
 
     def _unknown_answer(self, global_rules: list[Rule]) -> Answer:
-        corrections = RuleCorrections.from_table(self.settings.corrections, global_rules, skip_invalid=True)
-        if self.settings.unknown_number_policy == "reject":
+        corrections = RuleCorrections.from_table(self.settings.agent.corrections, global_rules, skip_invalid=True)
+        if self.settings.agent.unknown_number_policy == "reject":
             rejected = AgentProfile(
-                greeting=self.settings.reject_message,
-                system_prompt=self.settings.system_prompt,
-                voice=self.settings.voice,
+                greeting=self.settings.agent.reject_message,
+                system_prompt=self.settings.agent.system_prompt,
+                voice=self.settings.agent.voice,
                 corrections=corrections,
                 name="rejected",
-                reject_message=self.settings.reject_message,
+                reject_message=self.settings.agent.reject_message,
             )
             return rejected, None
         profile = settings_profile(self.settings, corrections)
@@ -303,7 +303,7 @@ class AgentResolver:
     def _settings_route(self, profile: AgentProfile) -> WebhookRoute | None:
         if not profile.webhook_url:
             return None
-        return WebhookRoute(profile.webhook_url, self._secret, tuple(self.settings.webhook_events))
+        return WebhookRoute(profile.webhook_url, self._secret, tuple(self.settings.webhook.events))
 
 
 def _agent_profile(agent: Agent, corrections: RuleCorrections) -> AgentProfile:

@@ -1,8 +1,9 @@
 """The agent the settings describe, and :class:`SettingsHooks`: the hooks of a gateway without a database.
 
-``GATEWAY_GREETING``, ``…_SYSTEM_PROMPT``, ``…_VOICE``, ``…_CORRECTIONS``, ``…_TRANSFER_NUMBER`` and
-``…_WEBHOOK_URL`` make one agent (:func:`settings_profile`); with ``GATEWAY_DATABASE_ENABLED=false``
-it answers every number and its ``call.completed`` is posted with in-memory retries (no outbox).
+``GATEWAY_AGENT__GREETING``, ``…__SYSTEM_PROMPT``, ``…__VOICE``, ``…__CORRECTIONS``,
+``…__TRANSFER_NUMBER`` and ``GATEWAY_WEBHOOK__URL`` make one agent (:func:`settings_profile`);
+with ``GATEWAY_DATABASE__ENABLED=false`` it answers every number and its ``call.completed`` is
+posted with in-memory retries (no outbox).
 The database's resolver (:mod:`gateway.agents.resolver`) uses the same agent for unknown numbers.
 """
 
@@ -20,12 +21,12 @@ if TYPE_CHECKING:
 def settings_profile(settings: GatewaySettings, corrections: Corrections | None = None) -> AgentProfile:
     """The agent of ``settings``; ``corrections`` defaults to the settings' literal table."""
     return AgentProfile(
-        greeting=settings.greeting,
-        system_prompt=settings.system_prompt,
-        voice=settings.voice,
-        corrections=corrections if corrections is not None else Corrections(settings.corrections),
-        transfer_number=settings.transfer_number,
-        webhook_url=settings.webhook_url,
+        greeting=settings.agent.greeting,
+        system_prompt=settings.agent.system_prompt,
+        voice=settings.agent.voice,
+        corrections=corrections if corrections is not None else Corrections(settings.agent.corrections),
+        transfer_number=settings.agent.transfer_number,
+        webhook_url=settings.webhook.url,
     )
 
 
@@ -40,7 +41,7 @@ class WebhookQueue(Protocol):
 class SettingsHooks:
     """:class:`~gateway.conversation.deps.CallHooks` and :class:`~gateway.agents.profile.AgentDirectory`
     for a gateway without a database: the settings' agent answers every number, and
-    ``call.completed`` is posted to ``GATEWAY_WEBHOOK_URL`` through ``webhooks``.
+    ``call.completed`` is posted to ``GATEWAY_WEBHOOK__URL`` through ``webhooks``.
 
     Args:
         settings: the gateway settings.

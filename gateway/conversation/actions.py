@@ -47,7 +47,7 @@ class CallActions:
 
         Silence counts from the end of the agent's last reply or the caller's last speech. A
         caller whose last turn got no answer (an upstream failed) is owed one: the re-prompt and
-        the goodbye then speak of our trouble (``GATEWAY_TROUBLE_*``), never "I haven't heard anything".
+        the goodbye then speak of our trouble (``GATEWAY_AGENT__TROUBLE_*``), never "I haven't heard anything".
         """
         ctx, s, attention = self.ctx, self.ctx.s, self.ctx.attention
         while True:
@@ -59,13 +59,13 @@ class CallActions:
                 continue
             idle = now() - attention.last_activity
             owed = attention.owed_answer
-            if idle >= s.hangup_after_s:
-                goodbye = await self.say("goodbye", s.trouble_goodbye_text if owed else s.goodbye_text)
+            if idle >= s.call.hangup_after_s:
+                goodbye = await self.say("goodbye", s.agent.trouble_goodbye_text if owed else s.agent.goodbye_text)
                 self.after(goodbye, self.hang_up)
                 return
-            if idle >= s.reprompt_after_s and not attention.reprompted:
+            if idle >= s.call.reprompt_after_s and not attention.reprompted:
                 attention.reprompted = True
-                await self.say("reprompt", s.trouble_reprompt_text if owed else s.reprompt_text)
+                await self.say("reprompt", s.agent.trouble_reprompt_text if owed else s.agent.reprompt_text)
 
     def after(self, reply: Reply, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``action`` once ``reply`` has been heard to its end (at once if it said nothing).
@@ -86,13 +86,13 @@ class CallActions:
         """Carry out the model's tool calls after (or instead of) its spoken ``reply``."""
         ctx = self.ctx
         for call in calls:
-            if call.name not in ctx.s.tools:
+            if call.name not in ctx.s.agent.tools:
                 log.warning("call %s: ignored a call to unknown or disabled tool %r", ctx.call_sid, call.name)
                 continue
             log.info("call %s: tool %s(%s)", ctx.call_sid, call.name, call.arguments)
             ctx.record_action({"tool": call.name, "arguments": call.arguments, "at": time.time()})
             if call.name == "end_call":
-                said = reply if reply.spoken else await self.say("goodbye", ctx.s.end_call_goodbye)
+                said = reply if reply.spoken else await self.say("goodbye", ctx.s.agent.end_call_goodbye)
                 self.after(said, self.hang_up)
             elif call.name == "transfer_call":
                 number = ctx.profile.transfer_number
@@ -108,7 +108,7 @@ class CallActions:
         """Leave the conversation and dial ``number`` (the carrier then ends this stream itself)."""
         ctx = self.ctx
         if ctx.deps.carrier is None:
-            log.error("call %s: transfer to %s needs carrier credentials (GATEWAY_TWILIO_*)", ctx.call_sid, number)
+            log.error("call %s: transfer to %s needs carrier credentials (GATEWAY_TWILIO__*)", ctx.call_sid, number)
             return
         try:
             await ctx.deps.carrier.transfer(ctx.call_sid, number)

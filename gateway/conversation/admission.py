@@ -26,8 +26,8 @@ async def refusal(deps: Deps, event: CallStarted) -> str | None:
         return "second stream"
     s = deps.settings
     try:
-        async with asyncio.timeout(s.redis_socket_timeout_s):
-            ttl = int(s.max_call_seconds + s.stream_token_ttl_s + 60)
+        async with asyncio.timeout(s.redis.socket_timeout_s):
+            ttl = int(s.call.max_call_seconds + s.twilio.stream_token_ttl_s + 60)
             holder = await deps.store.claim_stream(sid, event.stream_id, ttl)
     except Exception as exc:
         log.warning("call %s: could not claim the stream in the live store (%r)", sid, exc)

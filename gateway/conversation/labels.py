@@ -1,7 +1,7 @@
 """Speaker labels the LLM writes before its reply (``Sam: Sure, ...``), removed before TTS.
 
 Small instruct models that were shown example exchanges in the prompt (``Caller: … / Sam: …``,
-see :func:`gateway.config.default_system_prompt`) sometimes start their answer with the
+see :func:`gateway.agents.defaults.default_system_prompt`) sometimes start their answer with the
 speaker's name. Said aloud it is nonsense ("Sam colon …") and it would enter the history, so
 the reply's text stream is filtered before the speaker sees it.
 """

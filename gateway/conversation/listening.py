@@ -2,7 +2,7 @@
 
 :class:`Listener` resamples the transport's PCM16 to the VAD's 16 kHz, scores each 32 ms frame
 with the VAD, runs the endpointer (silence-based, or pause checks for Smart Turn) and applies the
-barge-in rule: while the agent is speaking, only ``GATEWAY_BARGE_IN_MIN_MS`` of continuous
+barge-in rule: while the agent is speaking, only ``GATEWAY_LISTENING__BARGE_IN_MIN_MS`` of continuous
 speech interrupts it (shorter speech is judged by its words, see the session). Pure but for the
 models it is given; time is stream time (ms of caller audio), as in
 :mod:`gateway.conversation.endpointing`. After LiveKit Agents' ``AudioRecognition``.
@@ -39,12 +39,12 @@ ListenEvent = EndpointEvent | BargeIn
 def new_endpointer(s: GatewaySettings, smart_turn: bool) -> Endpointer:
     """The endpointer the settings ask for: silence-based, or pause checks with an upper bound (Smart Turn)."""
     return Endpointer(
-        threshold=s.vad_threshold,
-        silence_ms=s.smart_turn_max_silence_ms if smart_turn else s.endpoint_silence_ms,
-        min_speech_ms=s.min_speech_ms,
-        pre_roll_ms=s.pre_roll_ms,
+        threshold=s.listening.vad_threshold,
+        silence_ms=s.listening.smart_turn_max_silence_ms if smart_turn else s.listening.endpoint_silence_ms,
+        min_speech_ms=s.listening.min_speech_ms,
+        pre_roll_ms=s.listening.pre_roll_ms,
         frame_ms=VAD_FRAME_MS,
-        check_ms=s.smart_turn_pause_ms if smart_turn else None,
+        check_ms=s.listening.smart_turn_pause_ms if smart_turn else None,
     )
 
 
@@ -98,7 +98,12 @@ class Listener:
                 if isinstance(event, SpeechEnded):
                     self._barging = False
                 out.append(event)
-            if not self._barging and ep.in_speech and ep.voiced_ms >= self.s.barge_in_min_ms and self._agent_speaking():
+            if (
+                not self._barging
+                and ep.in_speech
+                and ep.voiced_ms >= self.s.listening.barge_in_min_ms
+                and self._agent_speaking()
+            ):
                 self._barging = True
                 out.append(BargeIn(ep.now_ms))
         return out
@@ -111,6 +116,6 @@ class Listener:
         assert self.turn_detector is not None, "check_turn needs a turn detector"
         probability = await self.turn_detector.probability(pause.audio)
         ep = self.endpointer
-        if probability >= self.s.smart_turn_threshold and ep.in_speech and ep.pause_id == pause.pause_id:
+        if probability >= self.s.listening.smart_turn_threshold and ep.in_speech and ep.pause_id == pause.pause_id:
             return ep.commit()
         return None

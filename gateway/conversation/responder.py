@@ -125,7 +125,7 @@ class Responder:
         ctx = self.ctx
         latency: dict[str, float] = {"endpointing_ms": float(utt.detected_ms - utt.end_ms)}
         speech_end = detected_at - latency["endpointing_ms"] / 1000
-        if ctx.s.debug_audio_dir:
+        if ctx.s.recording.debug_audio_dir:
             self._dump_utterance(audio)
         t0 = now()
         try:
@@ -177,7 +177,7 @@ class Responder:
         messages = ctx.transcript.messages(ctx.profile.system_prompt, text)
         turn = user_turn or Turn.caller(text)
         calls: list[ToolCall] = []
-        tools = openai_tools(ctx.s.tools) or None
+        tools = openai_tools(ctx.s.agent.tools) or None
 
         async def spoken() -> AsyncIterator[str]:
             stream = ctx.deps.llm.stream(messages, tools)
@@ -229,6 +229,6 @@ class Responder:
                 self.ctx.persist_state()
 
     def _dump_utterance(self, audio: np.ndarray) -> None:
-        folder = Path(str(self.ctx.s.debug_audio_dir))
+        folder = Path(str(self.ctx.s.recording.debug_audio_dir))
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{self.ctx.call_sid}-{self._seq}.wav").write_bytes(wav_bytes(audio, VAD_RATE_HZ))

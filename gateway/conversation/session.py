@@ -8,7 +8,7 @@ the replies and :class:`~gateway.conversation.actions.CallActions` the hang-ups,
 re-prompts. It owns every task of the call in a :class:`~gateway.conversation.tasks.TaskScope`
 (bounded close, even when a library swallows a cancel). The call's record lives in memory and is
 mirrored to the live store (:mod:`gateway.conversation.record`). Hang-up (the caller leaves, the
-agent hangs up, the max duration, SIGTERM) stops every task within ``GATEWAY_TASK_CLOSE_TIMEOUT_S``,
+agent hangs up, the max duration, SIGTERM) stops every task within ``GATEWAY_CALL__TASK_CLOSE_TIMEOUT_S``,
 closes the record and hands the call to the hooks.
 
 It knows no carrier, web framework or database: everything it touches comes in
@@ -85,10 +85,10 @@ class CallSession:
         self.end_status = "completed"
         self.scope = TaskScope("call", on_error=self._task_failed)
         self.writer: RecordWriter | None = None
-        self.transcript = Transcript(self._append_turn, self.s.max_history_turns)
-        self.recorder: CallRecorder | None = CallRecorder() if self.s.recording_enabled else None
+        self.transcript = Transcript(self._append_turn, self.s.agent.max_history_turns)
+        self.recorder: CallRecorder | None = CallRecorder() if self.s.recording.enabled else None
         """Both sides of the call on one timeline (PCM16 8 kHz)."""
-        smart = deps.smart_turn is not None and self.s.turn_detection == "smart_turn"
+        smart = deps.smart_turn is not None and self.s.listening.turn_detection == "smart_turn"
         self.listener = Listener(
             self.s,
             deps.vad.stream(),
@@ -154,12 +154,12 @@ class CallSession:
         receive.add_done_callback(lambda _task: self._ended.set())
         try:
             try:
-                async with asyncio.timeout(self.s.max_call_seconds):
+                async with asyncio.timeout(self.s.call.max_call_seconds):
                     await self._ended.wait()
             except TimeoutError:
-                log.warning("call %s reached the %ss limit", self.call_sid, self.s.max_call_seconds)
+                log.warning("call %s reached the %ss limit", self.call_sid, self.s.call.max_call_seconds)
         finally:
-            abandoned = await self.scope.aclose(self.s.task_close_timeout_s)
+            abandoned = await self.scope.aclose(self.s.call.task_close_timeout_s)
             if abandoned:
                 ABANDONED_TASKS.inc(len(abandoned))
             with contextlib.suppress(Exception):
@@ -254,7 +254,7 @@ class CallSession:
         if self.speaker is not None:
             await self.speaker.aclose()
         self.writer.end(ended_at, self.end_status)
-        await self.writer.close(self.s.redis_flush_timeout_s)
+        await self.writer.close(self.s.redis.flush_timeout_s)
         turns = list(self.writer.record.turns)  # the call's own record: complete even if Redis is not
         if self._profile is None:  # the hooks failed before the call was served
             log.info("call %s finished after %.1fs without a profile", self.call_sid, ended_at - self.started_at)
@@ -272,7 +272,7 @@ class CallSession:
             recording_pcm16=await asyncio.to_thread(self.recorder.mix) if self.recorder is not None else None,
         )
         try:
-            async with asyncio.timeout(self.s.finish_timeout_s):
+            async with asyncio.timeout(self.s.call.finish_timeout_s):
                 await self.deps.hooks.call_ended(summary)
         except Exception:
             ERRORS.labels("session").inc()
@@ -388,7 +388,7 @@ class CallSession:
             ERRORS.labels("stt").inc()
             log.warning("call %s: could not transcribe speech over the agent: %s", self.call_sid, exc)
             return
-        if is_backchannel(text, self.s.backchannels, self.s.barge_in_min_words):
+        if is_backchannel(text, self.s.listening.backchannels, self.s.listening.barge_in_min_words):
             log.info("call %s: backchannel %r did not interrupt", self.call_sid, text)
             self.transcript.backchannel(text)
             return

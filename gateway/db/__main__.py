@@ -6,7 +6,7 @@
     python -m gateway.db downgrade REVISION     # base drops every table
     python -m gateway.db current                # prints the revision the database is at
 
-The URL is ``GATEWAY_DATABASE_URL`` (or ``DATABASE_URL``), else the SQLite file in
+The URL is ``GATEWAY_DATABASE__URL`` (or ``DATABASE_URL``), else the SQLite file in
 ``GATEWAY_DATA_DIR``; ``--url`` overrides both. This command line is the one place in
 ``gateway/db`` that reads the gateway's settings (inside :func:`main`, so importing the package
 never imports :mod:`gateway.config`).

@@ -42,7 +42,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 async def upgrade_database(db: Database, revision: str = "head") -> None:
-    """:func:`upgrade` ``db`` in a worker thread (the gateway's start-up, ``GATEWAY_DATABASE_AUTO_MIGRATE``).
+    """:func:`upgrade` ``db`` in a worker thread (the gateway's start-up, ``GATEWAY_DATABASE__AUTO_MIGRATE``).
 
     Raises:
         Exception: as :func:`upgrade`.

@@ -2,7 +2,7 @@
 
 https://www.twilio.com/docs/voice/api/call-resource#update-a-call-resource — updating a call
 with ``status=completed`` hangs up; with new ``twiml`` (``<Dial>``) it leaves the media stream and
-transfers. ``GATEWAY_TWILIO_API_BASE_URL`` points the client elsewhere (tests use a local fake).
+transfers. ``GATEWAY_TWILIO__API_BASE_URL`` points the client elsewhere (tests use a local fake).
 """
 
 from __future__ import annotations

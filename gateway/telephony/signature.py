@@ -109,7 +109,7 @@ def public_url(settings: GatewaySettings, request: Request | WebSocket) -> str:
 
 def signature_ok(settings: GatewaySettings, url: str, params: dict[str, Any], signature: str | None) -> bool:
     """Validate ``X-Twilio-Signature`` (twilio's ``RequestValidator``); always true without a token."""
-    token = settings.twilio_auth_token.get_secret_value()
+    token = settings.twilio.auth_token.get_secret_value()
     if not token:
         return True
     return bool(signature) and RequestValidator(token).validate(url, params, signature or "")

@@ -79,7 +79,7 @@ class TwilioTransport:
                 return None
             raw = msg.get("text")
             data = raw if raw is not None else msg.get("bytes") or b""
-            if len(data) > self.s.max_message_chars:  # skipped unparsed: never decode a flood
+            if len(data) > self.s.twilio.max_message_chars:  # skipped unparsed: never decode a flood
                 self._skip_oversized("message", len(data))
                 continue
             event = tw.parse_event(data)
@@ -92,7 +92,7 @@ class TwilioTransport:
 
     def _translate(self, event: tw.Event) -> TransportEvent | None:
         if isinstance(event, tw.Media) and self.stream_sid and event.stream_sid == self.stream_sid:  # 50 a second
-            if len(event.payload) > self.s.max_media_payload_bytes:
+            if len(event.payload) > self.s.twilio.max_media_payload_bytes:
                 self._skip_oversized("payload", len(event.payload))
                 return None
             return AudioIn(ulaw_decode(event.payload), event.timestamp_ms)
@@ -125,7 +125,7 @@ class TwilioTransport:
         if self.tokens is not None:
             refused = self.tokens.verify(event.call_sid, event.custom_parameters.get(TOKEN_PARAMETER))
         self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
-        self._playback = Playback(self._send, self.stream_sid, self.s.playback_lead_ms, self._hooks)
+        self._playback = Playback(self._send, self.stream_sid, self.s.twilio.playback_lead_ms, self._hooks)
         self._ready.set()
         params = event.custom_parameters
         return CallStarted(

@@ -85,7 +85,7 @@ def gateway(speech_stack: Stack, fake_llm: FakeLLM, fake_twilio: FakeTwilioREST,
             "admin_api_key": ADMIN_KEY,
         }
         values.update(overrides)
-        settings = GatewaySettings(**{k: v for k, v in values.items() if k in GatewaySettings.model_fields})
+        settings = GatewaySettings(**values)  # flat names are folded into their groups
         app = create_app(settings)
         server = ServerThread(app).__enter__()
         servers.append(server)

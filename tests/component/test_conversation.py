@@ -56,7 +56,7 @@ async def start_call(url: str, **kw) -> SimulatedCall:
 
 def test_barge_in_clears_audio_and_history_keeps_only_heard_words(gateway, fake_llm, speak, speech_stack):
     url, app = gateway()
-    min_ms = app.state.settings.barge_in_min_ms
+    min_ms = app.state.settings.listening.barge_in_min_ms
     fake_llm.replies[:] = [LONG_REPLY, "Of course, what is your question about the price?"]
     problem = speak("My kitchen sink is leaking.")
     interruption = speak("Wait, stop, I have a question about the price.")

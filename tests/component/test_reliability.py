@@ -149,8 +149,8 @@ def test_a_failed_reply_is_kept_apart_and_is_not_caller_silence(gateway, fake_ll
     assert users[0].get("unanswered") and users[0]["failed"] == "llm" and "sink" in users[0]["text"].lower()
     assert not users[1].get("unanswered")
     said = [t["text"] for t in body["turns"] if t["role"] == "assistant"]
-    assert settings.trouble_reprompt_text in said
-    assert settings.reprompt_text not in said and settings.goodbye_text not in said
+    assert settings.agent.trouble_reprompt_text in said
+    assert settings.agent.reprompt_text not in said and settings.agent.goodbye_text not in said
 
 
 def _sample(name: str, labels: dict[str, str]) -> float:

@@ -21,7 +21,7 @@ from gateway.db.repos import AgentRepo, NumberRepo
 
 NUMBER = "+15550100002"
 BURST = 20
-SETTINGS_GREETING = GatewaySettings().greeting
+SETTINGS_GREETING = GatewaySettings().agent.greeting
 
 
 def settings(tmp_path) -> GatewaySettings:  # type: ignore[no-untyped-def]

@@ -74,7 +74,7 @@ async def test_real_llm_extracts_the_call_and_call_completed_carries_it(llm_serv
                                           webhook_events=["call.completed"])  # fmt: skip
         await NumberRepo(s).create("+15550100002", agent.id)
     llm_url = f"http://127.0.0.1:{llm_server.port}/v1"
-    extractor = Extractor(llm_url, GatewaySettings().llm_model, timeout_s=240)
+    extractor = Extractor(llm_url, GatewaySettings().llm.model, timeout_s=240)
     async with httpx.AsyncClient() as client:
         dispatcher = OutboxDispatcher(db, client, OutboxPolicy(poll_interval_s=0.2))
         worker = PostCallWorker(db, extractor, dispatcher, poll_interval_s=0.2)

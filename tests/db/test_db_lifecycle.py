@@ -89,7 +89,7 @@ async def test_known_number_gets_its_agent_and_the_call_is_recorded(db: Database
 async def test_unknown_number_default_policy(db: Database, tmp_path) -> None:
     hooks = DatabaseHooks(settings(tmp_path), db)
     profile = await hooks.profile_for("CA1", "+15550100001", "+15559990000")
-    assert profile.agent_id is None and profile.greeting == GatewaySettings().greeting
+    assert profile.agent_id is None and profile.greeting == GatewaySettings().agent.greeting
     assert profile.webhook_url == "http://127.0.0.1:9/default" and profile.reject_message is None
     await hooks.drain()
     assert await events(db, "CA1") == []  # the settings agent sends only call.completed by default
@@ -118,7 +118,7 @@ async def test_database_down_asks_the_caller_to_call_back(tmp_path) -> None:
     t0 = time.monotonic()
     profile = await hooks.profile_for("CA1", "+15550100001", "+15550100002")
     # not the settings agent: the number may be another business's (tests/db/test_db_agent_lookup.py)
-    assert profile.agent_id is None and profile.greeting != GatewaySettings().greeting
+    assert profile.agent_id is None and profile.greeting != GatewaySettings().agent.greeting
     assert profile.reject_message == profile.greeting and "call back" in profile.greeting
     assert time.monotonic() - t0 < 5
     await hooks.call_ended(summary(profile, "CA1"))  # logged, not raised

@@ -45,11 +45,11 @@ def make_settings(**overrides: Any) -> GatewaySettings:
 def make_profile(settings: GatewaySettings, **overrides: Any) -> AgentProfile:
     """The agent answering: greeting, voice, corrections and transfer number from ``settings``."""
     fields: dict[str, Any] = {
-        "greeting": settings.greeting,
+        "greeting": settings.agent.greeting,
         "system_prompt": SYSTEM_PROMPT,
-        "voice": settings.voice,
-        "corrections": Corrections(settings.corrections),
-        "transfer_number": settings.transfer_number,
+        "voice": settings.agent.voice,
+        "corrections": Corrections(settings.agent.corrections),
+        "transfer_number": settings.agent.transfer_number,
         "name": "test-agent",
     }
     return AgentProfile(**{**fields, **overrides})

@@ -26,7 +26,7 @@ async def test_barge_in_clears_within_a_vad_window_and_keeps_only_the_heard_sent
         HangUp(),
     ]
     call = await run_call(script, llm=llm)
-    min_s = call.settings.barge_in_min_ms / 1000
+    min_s = call.settings.listening.barge_in_min_ms / 1000
     spoke = call.log.spoken[1]  # the interruption
 
     (clear,) = call.log.clears
@@ -49,7 +49,7 @@ async def test_barge_in_clears_within_a_vad_window_and_keeps_only_the_heard_sent
     assert asked and asked[0] < record.index(stored), record  # the turn, then the answer it interrupted
     # Where in the caller's audio the rule fired (stream ms, the conversation's own clock): a VAD
     # window that is mostly speech counts whole, so the rule may fire up to one window early.
-    start_ms, min_ms = round(spoke.start * 1000), call.settings.barge_in_min_ms
+    start_ms, min_ms = round(spoke.start * 1000), call.settings.listening.barge_in_min_ms
     assert start_ms + min_ms - 32 <= stored["barge_in_stream_ms"] <= start_ms + min_ms + 2 * 32, stored
 
     second = call.llm.requests[1]

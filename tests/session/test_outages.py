@@ -45,8 +45,8 @@ async def test_llm_down_gives_an_apology_and_the_failed_turn_is_not_glued_to_the
     assert users[0]["unanswered"] and users[0]["failed"] == "llm" and users[0]["text"] == PROBLEM
     assert not users[1].get("unanswered")
     said = [t["text"] for t in call.agent_turns()]
-    assert call.settings.trouble_reprompt_text in said
-    assert call.settings.reprompt_text not in said and call.settings.goodbye_text not in said
+    assert call.settings.agent.trouble_reprompt_text in said
+    assert call.settings.agent.reprompt_text not in said and call.settings.agent.goodbye_text not in said
 
 
 async def test_tts_down_the_call_still_ends_cleanly_and_the_turn_is_unanswered() -> None:

@@ -14,17 +14,17 @@ async def test_a_silent_caller_is_reprompted_then_hung_up_on() -> None:
     s = call.settings
     assert call.kinds() == ["greeting", "reprompt", "goodbye"]
     said = {t["reply_id"].rsplit("-", 1)[0]: t["text"] for t in call.agent_turns()}
-    assert said["reprompt"] == s.reprompt_text and said["goodbye"] == s.goodbye_text
+    assert said["reprompt"] == s.agent.reprompt_text and said["goodbye"] == s.agent.goodbye_text
 
     greeting_end = call.log.played(f"{call.log.finished('greeting')[0]}:end")
     reprompt_id, goodbye_id = call.log.replies("reprompt")[0], call.log.replies("goodbye")[0]
     reprompt_at, goodbye_at = call.log.first_frame(reprompt_id), call.log.first_frame(goodbye_id)
     assert greeting_end is not None and reprompt_at is not None and goodbye_at is not None
-    assert s.reprompt_after_s <= reprompt_at - greeting_end <= s.reprompt_after_s + 2 * TICK_S
+    assert s.call.reprompt_after_s <= reprompt_at - greeting_end <= s.call.reprompt_after_s + 2 * TICK_S
     reprompt_end = call.log.played(f"{reprompt_id}:end")
     assert reprompt_end is not None
-    assert goodbye_at - greeting_end >= s.hangup_after_s
-    assert goodbye_at - reprompt_end <= s.hangup_after_s + 2 * TICK_S
+    assert goodbye_at - greeting_end >= s.call.hangup_after_s
+    assert goodbye_at - reprompt_end <= s.call.hangup_after_s + 2 * TICK_S
 
     assert call.carrier is not None
     ((hung_up_at, _),) = call.carrier.hang_ups

@@ -38,7 +38,7 @@ async def test_end_call_without_words_says_the_settings_goodbye_first() -> None:
     llm = FakeLLM([LLMReply("", (ToolCall("end_call"),))])
     call = await run_call([greeted(), Say("Bye.", 600)], llm=llm, tools=TOOLS)
     _hang_up_after(call, "goodbye")
-    assert [t["text"] for t in call.agent_turns("goodbye")] == [call.settings.end_call_goodbye]
+    assert [t["text"] for t in call.agent_turns("goodbye")] == [call.settings.agent.end_call_goodbye]
 
 
 async def test_transfer_call_says_hold_then_dials_the_profiles_number() -> None:

@@ -23,7 +23,7 @@ async def test_a_backchannel_does_not_interrupt_but_words_do(said: str, ms: int,
         HangUp(),
     ]
     call = await run_call(script, llm=llm)
-    assert ms < call.settings.barge_in_min_ms
+    assert ms < call.settings.listening.barge_in_min_ms
     if interrupts:
         assert len(call.log.clears) == 1
         assert [r.user_text for r in llm.requests] == [PROBLEM, said]

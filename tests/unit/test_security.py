@@ -97,7 +97,7 @@ def production(**kw: object) -> GatewaySettings:
 
 def test_development_defaults_still_start() -> None:
     settings = GatewaySettings()
-    assert settings.environment == "development" and settings.twilio_auth_token.get_secret_value() == ""
+    assert settings.environment == "development" and settings.twilio.auth_token.get_secret_value() == ""
     GatewaySettings(twilio_auth_token="test-token", admin_api_key="a", webhook_secret="changeme")
 
 

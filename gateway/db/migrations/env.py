@@ -1,7 +1,7 @@
 """Alembic environment: async engine (aiosqlite/asyncpg), batch mode for SQLite, one migrator at a time.
 
 The URL is ``-x url=...``, the config's ``sqlalchemy.url`` (set by :mod:`gateway.db.migrate`), or
-the gateway settings (``GATEWAY_DATABASE_URL``, else the SQLite file in the data dir), always passed
+the gateway settings (``GATEWAY_DATABASE__URL``, else the SQLite file in the data dir), always passed
 through :func:`~gateway.db.engine.normalize_url`. The settings are imported only in that last case
 (a bare ``alembic upgrade head``), inside :func:`_url`: gateway/db imports no config at module level.
 """
