@@ -76,7 +76,10 @@ class TwilioSettings(SettingsGroup):
     """A ``media`` payload larger than this (decoded μ-law bytes; 200 ms) is skipped and counted
     (Twilio sends 20 ms: 160 bytes)."""
     playback_lead_ms: int = 100
-    """How far ahead of real time outbound audio is sent (a small jitter buffer at Twilio)."""
+    """The least outbound audio kept ahead of real time at Twilio, ms (a small jitter buffer there)."""
+    playback_tick_ms: int = 60
+    """How often a call's outbound pacer wakes while a reply plays, ms: each wake tops Twilio's
+    buffer up to ``playback_lead_ms + playback_tick_ms`` ahead (0 wakes once per 20 ms frame)."""
 
 
 class SttSettings(SettingsGroup):

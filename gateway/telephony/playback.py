@@ -1,8 +1,10 @@
 """Outbound audio to Twilio: 20 ms μ-law frames paced in real time, marks in order, ``clear`` first.
 
-Twilio plays what it receives at real time and buffers the rest; sending only ``lead_ms`` ahead
-of real time keeps that buffer small, so a ``clear`` (barge-in) silences the caller's line at
-once and marks are echoed close to when the caller actually heard the audio before them.
+Twilio plays what it receives at real time and buffers the rest; keeping that buffer between
+``lead_ms`` and ``lead_ms + tick_ms`` ahead of real time keeps it small, so a ``clear`` (barge-in)
+silences the caller's line at once and marks are echoed close to when the caller actually heard
+the audio before them. The pacer wakes once per ``tick_ms`` (default 60 ms: three frames a wake)
+rather than once per 20 ms frame: a third of the timer wake-ups per call (issue 13).
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ class Playback:
     Args:
         send: coroutine that writes one serialised command to the WebSocket.
         stream_sid: Twilio stream sid for every command.
-        lead_ms: how far ahead of real time frames are sent.
+        lead_ms: the least audio kept ahead of real time at Twilio, ms (a stall of the event
+            loop shorter than this is not heard).
+        tick_ms: how often the pacer wakes while a reply plays, ms; each wake tops the buffer
+            up to ``lead_ms + tick_ms`` ahead (0: one wake per frame).
         hooks: told when a reply's first frame and every frame go out (loop time,
             :class:`~gateway.conversation.transport.PlayoutHooks`).
     """
@@ -47,12 +52,14 @@ class Playback:
         stream_sid: str,
         lead_ms: int = 100,
         hooks: PlayoutHooks | None = None,
+        tick_ms: int = 60,
     ) -> None:
         self._send = send
         self.hooks = hooks
         self._generation = 0
         self.stream_sid = stream_sid
         self.lead_s = lead_ms / 1000
+        self.tick_s = max(0, tick_ms) / 1000
         self._queue: asyncio.Queue[_Frame | _Mark] = asyncio.Queue()
         self._next_due = 0.0
         self._started: set[str] = set()
@@ -80,8 +87,14 @@ class Playback:
         await self._send(Clear(self.stream_sid))
 
     async def run(self) -> None:
-        """Send queued items forever (cancel to stop), frames paced on the loop's clock."""
+        """Send queued items forever (cancel to stop), frames paced on the loop's clock.
+
+        Frame ``i`` of a burst is due to play at ``t0 + i·20 ms``. A frame is sent at once while it
+        is due at most ``lead + tick`` ahead of now; otherwise the pacer sleeps until it is
+        ``lead`` ahead, then sends the next ``tick`` worth in one go.
+        """
         loop = asyncio.get_running_loop()
+        frame_s = FRAME_MS / 1000
         while True:
             item = await self._queue.get()
             if isinstance(item, _Mark):
@@ -90,14 +103,13 @@ class Playback:
             now = loop.time()
             if self._next_due < now:
                 self._next_due = now
-            wait = self._next_due - now - self.lead_s
-            if wait > 0:
+            if self._next_due - now > self.lead_s + self.tick_s:
                 generation = self._generation
-                await asyncio.sleep(wait)
+                await asyncio.sleep(self._next_due - now - self.lead_s)
                 if generation != self._generation:  # cleared while waiting: drop this frame
                     continue
             await self._send(SendMedia(self.stream_sid, item.payload))
-            self._next_due += FRAME_MS / 1000
+            self._next_due += frame_s
             if self.hooks is not None:
                 at = loop.time()
                 if item.reply_id not in self._started:

@@ -125,7 +125,9 @@ class TwilioTransport:
         if self.tokens is not None:
             refused = self.tokens.verify(event.call_sid, event.custom_parameters.get(TOKEN_PARAMETER))
         self.stream_sid, self.call_sid = event.stream_sid, event.call_sid
-        self._playback = Playback(self._send, self.stream_sid, self.s.twilio.playback_lead_ms, self._hooks)
+        self._playback = Playback(
+            self._send, self.stream_sid, self.s.twilio.playback_lead_ms, self._hooks, self.s.twilio.playback_tick_ms
+        )
         self._ready.set()
         params = event.custom_parameters
         return CallStarted(
