@@ -121,6 +121,11 @@ class LlmSettings(SettingsGroup):
     """Sampling temperature."""
     timeout_s: float = 20.0
     """LLM request timeout, seconds."""
+    prewarm: bool = True
+    """At call start, while the greeting plays, ask the LLM for one token of the call's prompt so the
+    server holds its prefix (system prompt, greeting) in its KV cache: the caller's first turn then
+    skips that prefill. llama.cpp keeps only its last prompt (post-call extraction evicts it);
+    vLLM's prefix cache keeps it anyway, at the cost of one tiny request per call."""
 
 
 class RedisSettings(SettingsGroup):

@@ -87,6 +87,9 @@ class ChatModel(Protocol):
             UpstreamError: the server failed, or the stream ended without a finish reason.
         """
 
+    async def prewarm(self, messages: list[dict[str, str]], tools: list[dict[str, Any]] | None = None) -> None:
+        """Have the server cache the prompt prefix of ``messages`` (one token, result dropped); never raises."""
+
 
 class VADStream(Protocol):
     """Per-call voice activity state."""

@@ -105,6 +105,14 @@ class Responder:
         self.ctx.transcript.agent_said(reply)
         return reply
 
+    def prewarm(self) -> None:
+        """Start prefilling the LLM with this call's prompt (system prompt + history so far, tools)
+        as its own task, when ``GATEWAY_LLM__PREWARM`` is on: the first reply then skips it."""
+        ctx = self.ctx
+        if ctx.s.llm.prewarm:
+            messages = ctx.transcript.messages(ctx.profile.system_prompt, "")
+            ctx.spawn(ctx.deps.llm.prewarm(messages, openai_tools(ctx.s.agent.tools) or None), "prewarm")
+
     async def say(self, kind: str, text: str) -> Reply:
         """Speak a fixed text as its own reply (greeting, apology, re-prompt, goodbye); never raises."""
         reply = self.new_reply(kind)

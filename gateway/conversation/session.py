@@ -235,6 +235,8 @@ class CallSession:
         reply = await self.responder.greet()
         if self.profile.reject_message:
             self.actions.after(reply, self.actions.hang_up)
+        else:  # while the greeting plays
+            self.responder.prewarm()
 
     async def _run_tools(self, calls: Any, reply: Reply) -> None:
         assert self.actions is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,11 @@ from openai import AsyncOpenAI
 
 from gateway.conversation.llm_tools import HermesTextParser, ToolCall, ToolCallAccumulator
 from shared.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+PREWARM_HEADER = "X-Switchboard-Prewarm"
+"""Sent with :meth:`LLMClient.prewarm` requests, so servers and test fakes can tell them from replies."""
 
 
 class LLMClient:
@@ -38,6 +44,27 @@ class LLMClient:
         self.model = model
         self.max_tokens = max_tokens
         self.temperature = temperature
+
+    async def prewarm(self, messages: list[dict[str, str]], tools: list[dict[str, Any]] | None = None) -> None:
+        """Prefill ``messages`` (and ``tools``) on the server by asking for one token, unstreamed.
+
+        llama.cpp (llama-cpp-python) keeps the KV cache of its last prompt and reuses its longest
+        common token prefix for the next; vLLM's automatic prefix caching keeps the blocks. Either
+        way the next request that starts with these messages skips their prefill. Best effort:
+        a failure is logged at debug level and never raised.
+        """
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
+        try:
+            await self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=1,
+                temperature=0.0,
+                extra_headers={PREWARM_HEADER: "1"},
+                **extra,
+            )
+        except (openai.OpenAIError, httpx.HTTPError, ValueError) as exc:
+            log.debug("LLM prewarm failed: %r", exc)
 
     async def stream(
         self,

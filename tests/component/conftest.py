@@ -63,6 +63,7 @@ def gateway(speech_stack: Stack, fake_llm: FakeLLM, fake_twilio: FakeTwilioREST,
     """Factory: start an in-process gateway with setting overrides; returns (base URL, app)."""
     servers: list[ServerThread] = []
     fake_llm.requests.clear()
+    fake_llm.prewarms.clear()
     fake_llm.replies.clear()
     fake_twilio.updates.clear()
 

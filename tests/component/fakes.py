@@ -54,6 +54,8 @@ class FakeLLM:
     returns it) or a dict ``{"text": str, "tool_calls": [{"name": ..., "arguments": {...}}]}``
     whose calls are streamed as OpenAI ``tool_calls`` deltas, as vLLM's hermes parser returns them,
     or ``{"status": 500}``: an OpenAI-shaped error answer with that status (an LLM outage).
+    A gateway's prewarm request (header ``X-Switchboard-Prewarm``) takes no scripted reply: it is
+    recorded in ``prewarms`` and answered with one unstreamed token.
     """
 
     def __init__(self, default_reply: str = "Okay. How can I help?", token_delay_s: float = 0.01) -> None:
@@ -61,11 +63,19 @@ class FakeLLM:
         self.default_reply = default_reply
         self.token_delay_s = token_delay_s
         self.requests: list[dict[str, Any]] = []
+        self.prewarms: list[dict[str, Any]] = []
         self.app = FastAPI()
         self.app.post("/v1/chat/completions", response_model=None)(self._chat)
 
     async def _chat(self, request: Request) -> StreamingResponse | JSONResponse:
         body = await request.json()
+        if request.headers.get("x-switchboard-prewarm"):
+            self.prewarms.append(body)
+            message = {"role": "assistant", "content": "O"}
+            choice = {"index": 0, "message": message, "finish_reason": "length"}
+            return JSONResponse(
+                {"id": "p1", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
+            )
         self.requests.append(body)
         reply = self.replies.pop(0) if self.replies else self.default_reply
         if isinstance(reply, dict) and "status" in reply:

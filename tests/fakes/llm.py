@@ -64,6 +64,7 @@ class FakeLLM:
 
     Attributes:
         requests: every request, in order. cancelled: replies whose stream was closed before its end.
+        prewarms: every :meth:`prewarm` (they take no scripted reply).
     """
 
     replies: Iterable[str | LLMReply] = ()
@@ -72,6 +73,7 @@ class FakeLLM:
     token_delay_s: float = 0.02
     requests: list[LLMRequest] = field(default_factory=list)
     cancelled: int = 0
+    prewarms: list[LLMRequest] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._script = [r if isinstance(r, LLMReply) else LLMReply(r) for r in self.replies]
@@ -89,6 +91,13 @@ class FakeLLM:
         )
         reply = self._script.pop(0) if self._script else LLMReply(self.default)
         return self._deltas(reply)
+
+    async def prewarm(self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> None:
+        """Record the prefill request; it costs ``ttft_s`` and never fails."""
+        self.prewarms.append(
+            LLMRequest(asyncio.get_running_loop().time(), copy.deepcopy(list(messages)), copy.deepcopy(tools))
+        )
+        await asyncio.sleep(self.ttft_s)
 
     async def _deltas(self, reply: LLMReply) -> AsyncIterator[str | ToolCall]:
         tokens = re.findall(r"\S+\s*", reply.text)

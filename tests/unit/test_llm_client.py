@@ -184,3 +184,28 @@ async def test_extraction_valid_answer_is_used_whatever_the_finish_reason(script
     await extractor.close()
     assert result.ok and result.attempts == 1
     assert result.details is not None and result.details.caller_name == "Ann"
+
+
+async def test_prewarm_asks_for_one_unstreamed_token_of_the_same_prompt(scripted: tuple[ScriptedLLM, str]) -> None:
+    fake, url = scripted
+    fake.answers.append(("O", "length"))
+    tools = [{"type": "function", "function": {"name": "end_call", "parameters": {"type": "object"}}}]
+    messages = [{"role": "system", "content": "You answer the phone."}, {"role": "user", "content": ""}]
+    client = LLMClient(url, "m", timeout_s=10)
+    try:
+        await client.prewarm(messages, tools)
+    finally:
+        await client.close()
+    (body,) = fake.requests
+    assert body["max_tokens"] == 1 and not body.get("stream")
+    assert body["messages"] == messages and body["tools"] == tools
+
+
+async def test_a_failed_prewarm_is_swallowed(scripted: tuple[ScriptedLLM, str]) -> None:
+    fake, url = scripted  # no answer scripted: the server fails the request with a 500
+    client = LLMClient(url, "m", timeout_s=10)
+    try:
+        await client.prewarm([{"role": "user", "content": ""}])
+    finally:
+        await client.close()
+    assert len(fake.requests) == 1
