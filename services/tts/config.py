@@ -44,5 +44,7 @@ class TTSSettings(ServiceSettings):
 
     segment_max_chars: int = 300
     """Longest segment (characters) sent to the model in one pass; longer runs are cut at a clause/space."""
-    first_clause_chars: int = 24
-    """Streaming: the first segment of a turn may end at a comma once it has this many characters."""
+    first_clause_chars: int = 4
+    """Streaming: the first segment of a turn may end at a comma once it has this many characters
+    ("Sure," is spoken while the rest of the sentence is still being generated; 24 before issue 13:
+    voice-to-voice p50 −21 % on the CPU stack, docs/benchmarks.md)."""

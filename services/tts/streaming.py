@@ -22,7 +22,8 @@ Client → server:
 
 * ``{"type": "text", "text": "Sure, your appointment is at"}`` — a fragment (any size, e.g. LLM
   tokens). The server splits the accumulated text into sentences/clauses
-  (:mod:`services.tts.segmenter`: the first segment of a turn may end at a comma after 24 characters)
+  (:mod:`services.tts.segmenter`: the first segment of a turn may end at a comma after
+  ``TTS_FIRST_CLAUSE_CHARS`` characters, 4 by default)
   and queues each complete segment for synthesis at once.
 * ``{"type": "flush"}`` — end of the turn: whatever text is buffered is spoken too, then the server
   answers ``flushed`` after the last audio of the turn.

@@ -194,9 +194,10 @@ def test_ws_stream_tags_audio_with_text_and_flushes(tts_server: Any) -> None:
         msgs = _ws_messages(ws, "flushed")
     audio = [m for m in msgs if m["type"] == "audio"]
     assert msgs[-1] == {"type": "flushed", "segments": len(audio)}
-    assert [m["text"] for m in audio] == ["Sure, I can help with that.", "Call 555-123-4567 any time"]
-    assert "five five five, one two three, four five six seven" in audio[1]["spoken"]
-    assert [m["segment"] for m in audio] == [0, 1]
+    # the turn's first clause is its own segment (TTS_FIRST_CLAUSE_CHARS=4): the earliest first audio
+    assert [m["text"] for m in audio] == ["Sure,", "I can help with that.", "Call 555-123-4567 any time"]
+    assert "five five five, one two three, four five six seven" in audio[2]["spoken"]
+    assert [m["segment"] for m in audio] == [0, 1, 2]
     for m in audio:
         data = base64.b64decode(m["audio"])
         assert len(data) % 160 == 0 and len(data) == m["samples"]  # whole 20 ms Twilio frames
