@@ -105,6 +105,7 @@ def main() -> int:
         lines = [synthesize(tts_url, text) for text in SCRIPT]
         stages: dict[str, list[float]] = {s: [] for s in STAGES}
         heard: list[float] = []
+        replies: list[dict[str, Any]] = []
         turns = 0
         while turns < args.turns:
             take = lines[: min(len(lines), args.turns - turns)]
@@ -112,6 +113,7 @@ def main() -> int:
             heard += caller_v2v
             for turn in record["turns"]:
                 if turn["role"] == "assistant" and turn.get("reply_id", "").startswith("reply"):
+                    replies.append({"text": turn.get("text", ""), "latency_ms": turn.get("latency_ms", {})})
                     for s in STAGES:
                         if s in turn.get("latency_ms", {}):
                             stages[s].append(turn["latency_ms"][s])
@@ -139,7 +141,7 @@ def main() -> int:
             )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"turns": turns, "stages_ms": summary}, indent=2))
+        args.json.write_text(json.dumps({"turns": turns, "stages_ms": summary, "replies": replies}, indent=2))
     return 0
 
 

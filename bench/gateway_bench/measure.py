@@ -79,8 +79,9 @@ def burst_deviations(arrivals: Sequence[float], lead_s: float, frame_s: float = 
 
     The gateway's pacer (:class:`gateway.telephony.playback.Playback`) sends frame ``i`` of a
     burst ``lead_s`` ahead of real time, counted from the first frame: ideally at
-    ``t0 + max(0, i·frame_s − lead_s)``. A loop that wakes late, or a stall, shows up as positive
-    deviations; every frame after a stall is late by it too, because the schedule does not move.
+    ``t0 + max(0, i·frame_s − lead_s)`` at the latest (it may send up to its ``tick`` earlier: a
+    negative deviation, absorbed by Twilio's buffer). A loop that wakes late, or a stall, shows up as
+    positive deviations; every frame after a stall is late by it too, because the schedule does not move.
 
     Args:
         arrivals: monotonic arrival times of the burst's frames, in order, seconds.

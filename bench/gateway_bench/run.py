@@ -10,9 +10,15 @@ seconds, and only the window is measured:
 
 * CPU-s per call-minute of the gateway, the fakes and the load generators (``/proc/<pid>/stat``);
 * event-loop lag p50/p99 (``gateway_event_loop_lag_seconds``, buckets scraped before and after);
-* outbound frame jitter p99 at the callers and the realtime ratio of whole replies ("kept up");
+* outbound frame jitter p99 at the callers — how late each agent frame arrived against the pacer's
+  schedule (early frames, sent inside the pacer's ``lead + tick`` window on purpose, count 0 here
+  and are reported apart as ``early_ms``) — and the realtime ratio of whole replies ("kept up");
 * the gateway's RSS (max of 2 Hz samples), its endpointing times (``GET /calls/{sid}`` records);
 * calls that failed, reply time-outs, barge-ins.
+
+``--gateway-cpus 0 --others-cpus 1`` pins the gateway and everything else (fakes, Redis, load
+generators) to separate CPUs (``taskset``), so the gateway's loop lag is its own, not the load
+generator's or the turn model's.
 
 With ``--profile``, the heaviest level runs ``--profile-s`` longer and py-spy records the gateway
 then (after the window, so the profiler does not weigh on the measured numbers).
@@ -30,6 +36,7 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -106,6 +113,8 @@ class Bench:
         report: dict[str, Any] = {"meta": self.meta(levels), "variants": []}
         self.infra.start(timeout_s=120)
         try:
+            pin(self.pid(self.infra, "fakes"), self.args.others_cpus)
+            pin(self.pid(self.infra, "redis"), self.args.others_cpus)
             report["meta"]["fakes"] = httpx.get(self.fakes_url + "/stats", timeout=5).json()
             for variant in variants:
                 report["variants"].append(self.run_variant(variant, levels))
@@ -124,6 +133,8 @@ class Bench:
             "ramp_s": a.ramp_s,
             "warmup_s": a.warmup_s,
             "processes": a.processes,
+            "gateway_cpus": a.gateway_cpus,
+            "others_cpus": a.others_cpus,
             "audio": a.audio,
             "barge_every": a.barge_every,
             "latencies_ms": asdict(self.latencies),
@@ -140,6 +151,7 @@ class Bench:
         lead_s = float(env.get("GATEWAY_PLAYBACK_LEAD_MS", "100")) / 1000
         _out(f"## variant {variant.name} {variant.env or ''}")
         gw.start(timeout_s=120)
+        pin(self.pid(gw, "gateway"), self.args.gateway_cpus)
         out: dict[str, Any] = {"name": variant.name, "env": variant.env, "levels": []}
         try:
             for n in levels:
@@ -171,6 +183,8 @@ class Bench:
         workers = [ctx.Process(target=worker, args=(plans[p::k], self.utterances, results)) for p in range(k)]
         for w in workers:
             w.start()
+            if w.pid:
+                pin(w.pid, a.others_cpus)
         fakes_pid = self.pid(self.infra, "fakes")
         pids = {"gateway": [gw_pid], "fakes": [fakes_pid], "loadgen": [w.pid for w in workers if w.pid]}
         _sleep_until(window[0])
@@ -221,7 +235,7 @@ def summarize_level(
     duration = window[1] - window[0]
     call_min = sum(m.overlap_s(c.connected_at, c.ended_at, window) for c in calls if c.connected_at and c.ended_at) / 60
     lag = m.bucket_delta(lag_before, lag_after)
-    deviations = [abs(d) for c in calls for d in c.deviations_s]
+    deviations = [d for c in calls for d in c.deviations_s]
     ideal, actual = sum(c.ideal_span_s for c in calls), sum(c.actual_span_s for c in calls)
     endpointing = [
         float(t["latency_ms"]["endpointing_ms"])
@@ -257,7 +271,8 @@ def summarize_level(
         "fakes": per_call_min("fakes"),
         "loadgen": per_call_min("loadgen"),
         "loop_lag_ms": lag_p | {"n": int(max(lag.values(), default=0))},
-        "jitter_ms": ms([d * 1000 for d in deviations], 50, 99),
+        "jitter_ms": ms([max(0.0, d) * 1000 for d in deviations], 50, 99),
+        "early_ms": ms([max(0.0, -d) * 1000 for d in deviations], 50, 99),
         "realtime": realtime,
         "kept_up": not failed and realtime is not None and realtime >= 0.97,
         "send_lag_ms": ms([s * 1000 for c in calls for s in c.send_lag_s], 99),
@@ -273,6 +288,17 @@ def summarize_level(
         "reply_timeouts": sum(c.reply_timeouts for c in calls),
         "agent_frames_in_window": sum(c.frames_in_window for c in calls),
     }
+
+
+def pin(pid: int, cpus: str | None) -> None:
+    """Move every thread of ``pid`` onto ``cpus`` (a ``taskset -c`` list such as ``"0"`` or ``"1-3"``);
+    threads it starts later inherit it. No-op when ``cpus`` is None.
+
+    Raises:
+        subprocess.CalledProcessError: ``taskset`` refused (no such CPU, no permission).
+    """
+    if cpus:
+        subprocess.run(["taskset", "-a", "-cp", cpus, str(pid)], check=True, capture_output=True)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -336,6 +362,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-s", type=float, default=10.0, help="after the ramp, before the window (greetings)")
     p.add_argument("--variant", action="append", help="NAME[:ENV=VAL,ENV=VAL] (repeatable; default 'current')")
     p.add_argument("--processes", type=int, default=2, help="load-generator processes")
+    p.add_argument("--gateway-cpus", default=None, help="taskset CPU list for the gateway (e.g. 0)")
+    p.add_argument("--others-cpus", default=None, help="taskset CPU list for fakes, Redis, load generators (e.g. 1)")
     p.add_argument("--barge-every", type=int, default=3, help="every n-th caller line talks over the reply")
     p.add_argument("--audio", nargs="+", default=["caller_leak.wav", "arctic_a0009.wav"], help="in models/audio")
     p.add_argument("--profile", action="store_true", help="py-spy the gateway at the heaviest level")
