@@ -132,8 +132,10 @@ def test_a_failed_reply_is_kept_apart_and_is_not_caller_silence(gateway, fake_ll
         call = await start_call(url, settle_s=0.2)
         call.say(first)
         await call.wait_until(lambda: len(fake_llm.requests) >= 1, 60, "first LLM request")
-        await call.wait_until(
-            lambda: any(m.startswith("reprompt") for m in call.result.marks_received), 30, "re-prompt"
+        await call.wait_until(  # the whole re-prompt (its first clause is a segment of its own)
+            lambda: any(m.startswith("reprompt") and m.endswith(":end") for m in call.result.marks_received),
+            30,
+            "re-prompt",
         )
         await asyncio.sleep(1.0)
         call.say(second)
