@@ -326,8 +326,7 @@ class ExtractionSettings(SettingsGroup):
     """Length cap of the extraction JSON, tokens."""
     defer_s: float = 60.0
     """While calls are in progress an extraction waits up to this long, so it does not slow down
-    live replies on a shared LLM; within it, one that is running when a call starts is cancelled
-    and redone after (0: never wait)."""
+    live replies on a shared LLM (0: never wait)."""
 
 
 class RecordingSettings(SettingsGroup):
