@@ -36,9 +36,6 @@ STREAMS_REFUSED = Counter(
 )
 ORPHANS = Counter("gateway_orphaned_calls_total", "Calls of dead gateways finished by the sweeper")
 ABANDONED_TASKS = Counter("gateway_abandoned_tasks_total", "Call tasks that ignored cancellation past the bound")
-EXTRACTION_YIELDS = Counter(
-    "gateway_extraction_yields_total", "Post-call extractions cancelled for a call that started (redone later)"
-)
 LOOP_LAG_BUCKETS_S = (
     0.001,
     0.002,

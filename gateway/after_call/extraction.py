@@ -176,7 +176,6 @@ class Extractor:
         timeout_s: float = 60.0,
         max_tokens: int = 400,
         json_mode: str = "json_object",
-        stream: bool = False,
     ) -> None:
         self.llm = LLMClient(base_url, model, api_key, timeout_s=timeout_s, max_tokens=max_tokens)
         self._owns_llm = True
@@ -184,26 +183,15 @@ class Extractor:
         self.timeout_s = timeout_s
         self.max_tokens = max_tokens
         self.json_mode = json_mode
-        self.stream = stream
 
     @classmethod
     def sharing(
-        cls,
-        llm: LLMClient,
-        timeout_s: float = 60.0,
-        max_tokens: int = 400,
-        json_mode: str = "json_object",
-        stream: bool = False,
+        cls, llm: LLMClient, timeout_s: float = 60.0, max_tokens: int = 400, json_mode: str = "json_object"
     ) -> Extractor:
-        """An extractor asking ``llm``'s server and model through ``llm`` (which :meth:`close` leaves open).
-
-        ``stream``: receive answers streamed (:meth:`LLMClient.complete`), so that cancelling an
-        extraction frees the LLM at once (the post-call worker does when a call starts).
-        """
+        """An extractor asking ``llm``'s server and model through ``llm`` (which :meth:`close` leaves open)."""
         extractor = cls.__new__(cls)  # not __init__: that one builds its own client
         extractor.llm, extractor._owns_llm, extractor.model = llm, False, llm.model
         extractor.timeout_s, extractor.max_tokens, extractor.json_mode = timeout_s, max_tokens, json_mode
-        extractor.stream = stream
         return extractor
 
     def _response_format(self) -> dict[str, Any]:
@@ -228,7 +216,6 @@ class Extractor:
             temperature=0.0,
             timeout_s=self.timeout_s,
             retries=1,
-            stream=self.stream,
         )
 
     async def extract(self, turns: Sequence[dict[str, Any]], caller_id: str = "") -> ExtractionResult:

@@ -145,7 +145,6 @@ class DatabaseRuntime:
             timeout_s=settings.extraction.timeout_s,
             max_tokens=settings.extraction.max_tokens,
             json_mode=settings.extraction.json_mode,
-            stream=True,
         )
         self.worker = PostCallWorker(
             db, self.extractor, self.dispatcher, busy=self._calls_in_progress, defer_s=settings.extraction.defer_s

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.db.repos import CallRepo, OutboxRepo
-from gateway.metrics import ERRORS, EXTRACTION_YIELDS
+from gateway.metrics import ERRORS
 
 if TYPE_CHECKING:
     from gateway.after_call.extraction import ExtractionResult
@@ -24,9 +25,6 @@ if TYPE_CHECKING:
     from gateway.db.engine import Database
 
 log = logging.getLogger(__name__)
-
-POLL_S = 0.25
-"""How often ``busy`` is looked at while an extraction waits or runs, seconds."""
 
 
 class CallExtractor(Protocol):
@@ -55,10 +53,7 @@ class PostCallWorker:
         dispatcher: woken after events are released.
         poll_interval_s: how often to look for pending work without a wake-up, seconds.
         busy: true while live calls need the LLM; an extraction then waits (at most ``defer_s`` seconds).
-        defer_s: longest wait for ``busy`` to clear, seconds. Within it an extraction also **yields**:
-            when a call starts while one runs, it is cancelled (a streamed request: the LLM stops
-            generating) and begun again once the line is free, so a caller's first reply does not
-            queue behind it on a single-slot LLM (llama.cpp). After ``defer_s`` it runs to its end.
+        defer_s: longest wait for ``busy`` to clear, seconds.
     """
 
     def __init__(
@@ -106,29 +101,6 @@ class PostCallWorker:
                 log.exception("post-call worker pass failed")
             await wait_event(self._wake, self.poll_interval_s)
 
-    async def _wait_until_idle(self, deadline: float) -> None:
-        """Until ``busy`` clears or the loop's clock passes ``deadline``; polled ("busy" is a gauge)."""
-        loop = asyncio.get_running_loop()
-        while self.busy is not None and self.busy() and loop.time() < deadline:  # noqa: ASYNC110 (a gauge)
-            await asyncio.sleep(min(POLL_S, max(0.0, deadline - loop.time())))
-
-    async def _yielded(self, task: asyncio.Future[ExtractionResult], deadline: float) -> bool:
-        """Wait for ``task``; cancel it and return True if ``busy`` turns on before ``deadline``."""
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                done, _ = await asyncio.wait([task], timeout=POLL_S)
-                if done:
-                    return False
-                if self.busy is not None and self.busy() and loop.time() < deadline:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                    return True
-        except asyncio.CancelledError:  # the worker stops: the call stays pending
-            task.cancel()
-            raise
-
     async def process_pending(self) -> int:
         """Extract the oldest pending call, store the result, release its events; returns calls done (0 or 1).
 
@@ -138,23 +110,19 @@ class PostCallWorker:
         async with self.db.sessions() as s:
             if not await CallRepo(s).pending_extractions(limit=1):
                 return 0
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.defer_s
-        while True:
-            await self._wait_until_idle(deadline)
-            async with self.db.sessions() as s:
-                calls = await CallRepo(s).pending_extractions(limit=1)
-                if not calls:
-                    return 0
-                call = calls[0]
-                sid, caller = call.call_sid, call.from_number
-                turns = [{"role": t.role, "text": t.text} for t in call.turns]
-            task = asyncio.ensure_future(self.extractor.extract(turns, caller_id=caller))
-            if not await self._yielded(task, deadline):
-                result = task.result()
+        step = 0.25
+        for _ in range(math.ceil(self.defer_s / step)):  # poll: "busy" is a gauge, not an event
+            if self.busy is None or not self.busy():
                 break
-            EXTRACTION_YIELDS.inc()
-            log.info("call %s: extraction yielded to a call that started; redone when the line is free", sid)
+            await asyncio.sleep(step)
+        async with self.db.sessions() as s:
+            calls = await CallRepo(s).pending_extractions(limit=1)
+            if not calls:
+                return 0
+            call = calls[0]
+            sid, caller = call.call_sid, call.from_number
+            turns = [{"role": t.role, "text": t.text} for t in call.turns]
+        result = await self.extractor.extract(turns, caller_id=caller)
         if not result.ok:
             ERRORS.labels("extraction").inc()
         data = result.details.model_dump() if result.details else None

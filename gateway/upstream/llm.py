@@ -155,9 +155,8 @@ class LLMClient:
         temperature: float = 0.0,
         timeout_s: float | None = None,
         retries: int = 0,
-        stream: bool = False,
     ) -> tuple[str, str | None]:
-        """One whole completion (post-call extraction): the answer's text and its finish reason.
+        """One non-streamed completion (post-call extraction): the answer's text and its finish reason.
 
         Shares this client's connection pool; ``timeout_s`` and ``retries`` apply to this request only.
 
@@ -169,9 +168,6 @@ class LLMClient:
             temperature: sampling temperature.
             timeout_s: request timeout, seconds (default: the client's).
             retries: extra tries the ``openai`` client makes on a connection error, 408/429/5xx.
-            stream: receive the answer streamed and join it. Same result; but cancelling the call
-                closes the stream, and llama-cpp-python stops generating when its client goes away
-                only for a streamed request (a non-streamed one it has begun runs to its end).
 
         Returns:
             ``(text, finish_reason)``: ``""`` for no content; finish reason ``None`` when the server
@@ -190,21 +186,8 @@ class LLMClient:
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=self.max_tokens if max_tokens is None else max_tokens,
                 temperature=temperature,
-                stream=stream,
                 **extra,
             )
-            if stream:
-                parts: list[str] = []
-                finish: str | None = None
-                try:
-                    async for chunk in resp:  # type: ignore[union-attr]
-                        if chunk.choices:
-                            choice = chunk.choices[0]
-                            parts.append(choice.delta.content or "")
-                            finish = choice.finish_reason or finish
-                finally:
-                    await resp.close()  # type: ignore[union-attr]
-                return "".join(parts), finish
         except openai.APITimeoutError as exc:
             raise UpstreamError("llm", "timed out", retryable=True) from exc
         except openai.APIConnectionError as exc:
@@ -213,11 +196,9 @@ class LLMClient:
             raise UpstreamError.from_status("llm", exc.status_code, str(exc.message)) from exc
         except openai.APIError as exc:
             raise UpstreamError("llm", f"error: {exc.message}", retryable=True) from exc
-        except httpx.HTTPError as exc:  # the stream broke off mid-answer
-            raise UpstreamError("llm", f"stream failed: {exc}", retryable=True) from exc
-        if not resp.choices:  # type: ignore[union-attr]
+        if not resp.choices:
             return "", None
-        choice = resp.choices[0]  # type: ignore[union-attr]
+        choice = resp.choices[0]
         return choice.message.content or "", choice.finish_reason
 
     async def close(self) -> None:

@@ -209,21 +209,3 @@ async def test_a_failed_prewarm_is_swallowed(scripted: tuple[ScriptedLLM, str]) 
     finally:
         await client.close()
     assert len(fake.requests) == 1
-
-
-async def test_streamed_extraction_joins_the_answer_and_keeps_its_finish_reason(
-    scripted: tuple[ScriptedLLM, str],
-) -> None:
-    fake, url = scripted
-    half = len(VALID) // 2
-    fake.answers += [
-        [chunk(VALID[:20]), chunk(VALID[20:40], finish="length"), DONE],
-        [chunk(VALID[:half]), chunk(VALID[half:]), chunk(finish="stop"), USAGE, DONE],
-    ]
-    extractor = Extractor(url, "m", max_tokens=16, stream=True)
-    result = await extractor.extract(CALL)
-    await extractor.close()
-    assert all(r["stream"] for r in fake.requests)
-    assert result.ok and result.attempts == 2  # the cut answer was retried, as unstreamed
-    assert fake.requests[1]["messages"][-2] == {"role": "assistant", "content": VALID[:40]}
-    assert result.details is not None and result.details.caller_name == "Ann"
