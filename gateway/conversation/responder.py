@@ -108,10 +108,14 @@ class Responder:
     def prewarm(self) -> None:
         """Start prefilling the LLM with this call's prompt (system prompt + history so far, tools)
         as its own task, when ``GATEWAY_LLM__PREWARM`` is on: the first reply then skips it."""
+        if self.ctx.s.llm.prewarm:
+            self.ctx.spawn(self.ctx.deps.llm.prewarm(*self._llm_request("")), "prewarm")
+
+    def _llm_request(self, text: str) -> tuple[list[dict[str, str]], list[dict[str, Any]] | None]:
+        """The messages and tools that answer ``text`` (the prewarm's are the same but for ``text``,
+        so the server's cached prefix is the reply's)."""
         ctx = self.ctx
-        if ctx.s.llm.prewarm:
-            messages = ctx.transcript.messages(ctx.profile.system_prompt, "")
-            ctx.spawn(ctx.deps.llm.prewarm(messages, openai_tools(ctx.s.agent.tools) or None), "prewarm")
+        return ctx.transcript.messages(ctx.profile.system_prompt, text), openai_tools(ctx.s.agent.tools) or None
 
     async def say(self, kind: str, text: str) -> Reply:
         """Speak a fixed text as its own reply (greeting, apology, re-prompt, goodbye); never raises."""
@@ -182,10 +186,9 @@ class Responder:
         ctx = self.ctx
         reply = self.new_reply("reply")
         reply.latency_ms.update(latency)
-        messages = ctx.transcript.messages(ctx.profile.system_prompt, text)
+        messages, tools = self._llm_request(text)
         turn = user_turn or Turn.caller(text)
         calls: list[ToolCall] = []
-        tools = openai_tools(ctx.s.agent.tools) or None
 
         async def spoken() -> AsyncIterator[str]:
             stream = ctx.deps.llm.stream(messages, tools)

@@ -53,18 +53,10 @@ class LLMClient:
         way the next request that starts with these messages skips their prefill. Best effort:
         a failure is logged at debug level and never raised.
         """
-        extra: dict[str, Any] = {"tools": tools} if tools else {}
         try:
-            await self.client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                max_tokens=1,
-                temperature=0.0,
-                extra_headers={PREWARM_HEADER: "1"},
-                **extra,
-            )
-        except (openai.OpenAIError, httpx.HTTPError, ValueError) as exc:
-            log.debug("LLM prewarm failed: %r", exc)
+            await self.complete(messages, max_tokens=1, tools=tools, extra_headers={PREWARM_HEADER: "1"})
+        except UpstreamError as exc:
+            log.debug("LLM prewarm failed: %s", exc)
 
     async def stream(
         self,
@@ -155,6 +147,8 @@ class LLMClient:
         temperature: float = 0.0,
         timeout_s: float | None = None,
         retries: int = 0,
+        tools: list[dict[str, Any]] | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> tuple[str, str | None]:
         """One non-streamed completion (post-call extraction): the answer's text and its finish reason.
 
@@ -168,6 +162,8 @@ class LLMClient:
             temperature: sampling temperature.
             timeout_s: request timeout, seconds (default: the client's).
             retries: extra tries the ``openai`` client makes on a connection error, 408/429/5xx.
+            tools: OpenAI tool definitions sent with the request (they are part of the prompt).
+            extra_headers: HTTP headers added to this request.
 
         Returns:
             ``(text, finish_reason)``: ``""`` for no content; finish reason ``None`` when the server
@@ -180,6 +176,10 @@ class LLMClient:
         if timeout_s is not None:
             client = client.with_options(timeout=timeout_s)
         extra: dict[str, Any] = {"response_format": response_format} if response_format is not None else {}
+        if tools:
+            extra["tools"] = tools
+        if extra_headers:
+            extra["extra_headers"] = extra_headers
         try:
             resp = await client.chat.completions.create(
                 model=self.model,

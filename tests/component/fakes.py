@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from gateway.upstream.llm import PREWARM_HEADER
 from tools.stack import free_port
 
 
@@ -69,7 +70,7 @@ class FakeLLM:
 
     async def _chat(self, request: Request) -> StreamingResponse | JSONResponse:
         body = await request.json()
-        if request.headers.get("x-switchboard-prewarm"):
+        if request.headers.get(PREWARM_HEADER):
             self.prewarms.append(body)
             message = {"role": "assistant", "content": "O"}
             choice = {"index": 0, "message": message, "finish_reason": "length"}
