@@ -20,7 +20,11 @@ glue). Voice-to-voice as the server sees it adds the endpointing wait (a fixed p
 pause for Smart Turn, more when the model is unsure) and is reported beside it.
 
 Usage: ``python -m bench.capacity --levels 1,2,4 --json docs/bench-capacity-cpu.json`` (CPU, real
-LLM) or see ``docs/benchmarks.md`` for the GPU command (calibrated LLM stand-in);
+LLM) or see ``docs/benchmarks.md`` for the GPU commands (``--llm vllm``: a vLLM server started by
+``bench/gpu/vllm.sh``; ``--llm standin``: the calibrated stand-in of earlier runs). Per level the JSON
+also holds CPU-s per call-minute of each process group and of the load generator, the busy share of
+the stack's and the load generator's cores (``--stack-cpus``/``--load-cpus`` pin them apart), and
+``nvidia-smi dmon`` GPU utilisation and memory;
 ``python -m bench.capacity --plot-only docs/bench-capacity-*.json`` redraws the PNGs.
 """
 
@@ -31,12 +35,16 @@ import json
 import logging
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from bench.llm_warmup import warm_up
 from bench.load import BARGE_IN_LINE, SCRIPT, CallOutcome, Line, run_load, synthesize_lines
+from bench.meters import CoreUsage, GpuMonitor, group_cpu_seconds, parse_cpus, pin
 from bench.report import TARGETS_MS, capacity_at, plot, print_level, print_summary, summarize
 from tools.stack import Ports, Service, Stack, free_port
 
@@ -49,10 +57,24 @@ def _out(line: str = "") -> None:
 
 
 def design_env(design: str, gpu: bool) -> dict[str, str]:
-    """Service settings that make up each design (on top of the host's environment)."""
+    """Service settings that make up each design (on top of the host's environment).
+
+    On a GPU host ``ours`` also moves Smart Turn off the gateways into the STT service's batched
+    ``POST /v1/turn`` (docs/turn-taking.md); the seed design keeps one check per call in its gateway.
+    """
     if design == "seed":
         return {"STT_MAX_BATCH": "1", "TTS_MAX_BATCH": "1", "TTS_MAX_INFLIGHT": "1"}
-    return {"STT_MAX_BATCH": "0", "TTS_MAX_BATCH": "16" if gpu else "1"}
+    env = {"STT_MAX_BATCH": "0", "TTS_MAX_BATCH": "16" if gpu else "1"}
+    if gpu:
+        env["GATEWAY_LISTENING__SMART_TURN_BACKEND"] = "stt"
+    return env
+
+
+def auto_gateways(stack_cpus: int, max_calls: int) -> int:
+    """Gateway processes for a host: one per ~40 calls of the highest level (a gateway costs
+    ~0.5 CPU-s per call-minute, docs/benchmarks.md, so 40 calls keep one under a third of a core
+    and its event loop responsive), at most one per two cores the stack has, at least one."""
+    return max(1, min(stack_cpus // 2, -(-max_calls // 40)))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -74,10 +96,12 @@ class DesignStack:
             "STT_LOG_LEVEL": "WARNING",
             "TTS_LOG_LEVEL": "WARNING",
         }
-        self.core = Stack(
-            Ports.free(), reuse=False, log_dir=log_dir, env=env, webhook_sink=False, only={"redis", "llm", "stt", "tts"}
-        )
-        ports = self.core.ports
+        ports = Ports.free()
+        only = {"redis", "llm", "stt", "tts"}
+        if args.llm == "vllm":
+            ports.llm = urlsplit(args.llm_url).port or 80  # an OpenAI server started outside (bench/gpu/vllm.sh)
+            only.discard("llm")
+        self.core = Stack(ports, reuse=False, log_dir=log_dir, env=env, webhook_sink=False, only=only)
         if args.llm == "standin":
             self.core.service("llm").argv = [
                 sys.executable,
@@ -153,18 +177,34 @@ def run_design(design: str, args: argparse.Namespace, lines: list[Line] | None) 
         )
         for n in args.levels:
             cpu0, t0 = stack.gateway_cpu(), time.monotonic()
-            outcomes: list[CallOutcome] = run_load(
-                stack.gateway_urls,
-                n,
-                script,
-                barge if args.barge_in else None,
-                ramp_s=args.ramp_s,
-                processes=min(args.load_procs, n),
-                timeout_s=args.reply_timeout_s,
-                seed=n,
-            )
+            groups0, load0, cores = group_cpu_seconds(), _load_cpu_seconds(), CoreUsage()
+            with GpuMonitor() as gpu:
+                outcomes: list[CallOutcome] = run_load(
+                    stack.gateway_urls,
+                    n,
+                    script,
+                    barge if args.barge_in else None,
+                    ramp_s=args.ramp_s,
+                    processes=min(args.load_procs, n),
+                    timeout_s=args.reply_timeout_s,
+                    seed=n,
+                    cpus=args.load_cpu_set,
+                )
             wall = time.monotonic() - t0
             level = summarize(n, outcomes, stack.gateway_cpu() - cpu0, wall, args.target_ms)
+            groups1 = group_cpu_seconds()
+            minutes = level["call_minutes"] or float("nan")
+            level["cpu"] = {
+                "stack_cores_busy": cores.busy(args.stack_cpu_set),
+                "load_cores_busy": cores.busy(args.load_cpu_set) if args.load_cpu_set else None,
+                "stack_cores": len(args.stack_cpu_set) if args.stack_cpu_set else os.cpu_count(),
+                "load_cores": len(args.load_cpu_set) if args.load_cpu_set else None,
+                "s_per_call_minute": {
+                    **{g: (groups1[g] - groups0[g]) / minutes for g in groups1},
+                    "load_generator": (_load_cpu_seconds() - load0) / minutes,
+                },
+            }
+            level["gpu"] = gpu.summary()
             levels.append(level)
             print_level(design, level)
             p95 = level["respond_ms"]["p95"]
@@ -183,6 +223,24 @@ def run_design(design: str, args: argparse.Namespace, lines: list[Line] | None) 
     }
 
 
+def _load_cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped children: the load generator's worker
+    processes are reaped at the end of each level (the stack's services only when it stops)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _llm_source(args: argparse.Namespace) -> str:
+    """What served the LLM, for the report (and a warm-up of an external vLLM server)."""
+    if args.llm == "real":
+        return "real: services.llm (llama.cpp, Qwen2.5-0.5B-Instruct Q4_K_M GGUF)"
+    if args.llm == "standin":
+        return "calibrated stand-in (bench/llm_standin.py): " + json.loads(args.calibration.read_text())["source"]
+    info = warm_up(args.llm_url, concurrency=args.llm_warmup)
+    args.llm_warmup_info = info
+    return f"vLLM {info['version']} OpenAI server at {args.llm_url} (model {info['model']}; {args.llm_note})"
+
+
 def main() -> int:
     """Run the designs, print the tables, write JSON (+ PNG)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,12 +251,19 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=2, help="scripted turns per call before the barge-in")
     parser.add_argument("--no-barge-in", dest="barge_in", action="store_false")
     parser.add_argument("--ramp-s", type=float, default=8.0, help="call starts spread over this many seconds")
-    parser.add_argument("--gateways", type=int, default=1, help="gateway processes (calls spread round-robin)")
+    parser.add_argument(
+        "--gateways", default="1", help="gateway processes (calls spread round-robin), or 'auto' (from the cores)"
+    )
     parser.add_argument("--seed-stt-instances", type=int, default=4, help="STT processes in the seed design")
     parser.add_argument("--load-procs", type=int, default=1, help="processes running the simulated callers")
     parser.add_argument("--reply-timeout-s", type=float, default=60.0)
     parser.add_argument("--gpu", action="store_true", help="STT/TTS on CUDA (set STT_*/TTS_* paths in the env)")
-    parser.add_argument("--llm", choices=["real", "standin"], default="real")
+    parser.add_argument("--llm", choices=["real", "standin", "vllm"], default="real")
+    parser.add_argument("--llm-url", default="http://127.0.0.1:8000", help="--llm vllm: the running OpenAI server")
+    parser.add_argument("--llm-note", default="weights: see docs/benchmarks.md", help="--llm vllm: what it serves")
+    parser.add_argument("--llm-warmup", type=int, default=64, help="--llm vllm: concurrent warm-up requests")
+    parser.add_argument("--stack-cpus", default=None, help="pin the stack to these cores, e.g. 0-11")
+    parser.add_argument("--load-cpus", default=None, help="pin the load generator to these cores, e.g. 12-15")
     parser.add_argument("--calibration", type=Path, default=None, help="LLM stand-in step costs (JSON)")
     parser.add_argument("--usd-per-hour", type=float, default=None, help="price of the host, for the cost line")
     parser.add_argument("--host", default=None, help="what the host is, for the report")
@@ -215,26 +280,29 @@ def main() -> int:
     if args.llm == "standin" and args.calibration is None:
         parser.error("--llm standin needs --calibration")
     args.levels = [int(x) for x in args.levels.split(",")]
+    args.stack_cpu_set, args.load_cpu_set = parse_cpus(args.stack_cpus), parse_cpus(args.load_cpus)
+    pin(args.stack_cpu_set)  # the services inherit it; the load generator's workers re-pin themselves
+    stack_cores = len(args.stack_cpu_set) if args.stack_cpu_set else (os.cpu_count() or 1)
+    args.gateways = auto_gateways(stack_cores, max(args.levels)) if args.gateways == "auto" else int(args.gateways)
     logging.basicConfig(level=logging.WARNING)
     started = time.time()
+    llm_source = _llm_source(args)
     results = []
     lines: list[Line] | None = None
     for design in args.designs.split(","):
         result = run_design(design, args, lines)
         lines = result.pop("_lines")
         results.append(result)
-    llm_source = (
-        "real: " + "services.llm (llama.cpp, Qwen2.5-0.5B-Instruct Q4_K_M GGUF)"
-        if args.llm == "real"
-        else ("calibrated stand-in (bench/llm_standin.py): " + json.loads(args.calibration.read_text())["source"])
-    )
     report = {
         "host": args.host or platform.node(),
         "cpu_count": os.cpu_count(),
+        "stack_cpus": args.stack_cpus,
+        "load_cpus": args.load_cpus,
         "started_at": started,
         "target_ms": args.target_ms,
         "target_metric": "respond_ms p95 (turn detected → first agent audio frame)",
         "llm": llm_source,
+        "llm_warmup": getattr(args, "llm_warmup_info", None),
         "usd_per_hour": args.usd_per_hour,
         "script": {"turns": args.turns, "barge_in": args.barge_in, "ramp_s": args.ramp_s},
         "command": " ".join(sys.argv),

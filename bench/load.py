@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.meters import pin
 from shared.audio import FRAME_MS, TELEPHONY_RATE_HZ, resample, split_frames, ulaw_encode
 from tools.twilio_sim import SimulatedCall, fetch_call, speech_end_s
 
@@ -199,6 +200,7 @@ def run_load(
     processes: int = 1,
     timeout_s: float = 90.0,
     seed: int = 0,
+    cpus: set[int] | None = None,
 ) -> list[CallOutcome]:
     """Place ``calls`` concurrent calls, start times spread uniformly over ``ramp_s`` seconds.
 
@@ -206,15 +208,18 @@ def run_load(
         gateway_urls: gateway processes; call i goes to ``gateway_urls[i % len]``.
         processes: worker processes running the callers (≥ 1; 1 runs them in this process).
         timeout_s: how long a caller waits for a greeting or a reply before giving up.
+        cpus: CPU cores the worker processes are pinned to (``os.sched_setaffinity``), so the
+            load generator does not compete with the stack; ``None``: no pinning.
 
     Returns one :class:`CallOutcome` per call, in index order.
     """
     rng = random.Random(seed)
     jobs = [(i, gateway_urls[i % len(gateway_urls)], rng.uniform(0, ramp_s)) for i in range(calls)]
-    if processes <= 1:
+    if processes <= 1 and cpus is None:
         return _worker(jobs, lines, barge, timeout_s)
+    processes = max(1, processes)
     groups = [jobs[p::processes] for p in range(processes) if jobs[p::processes]]
-    with ProcessPoolExecutor(len(groups)) as pool:
+    with ProcessPoolExecutor(len(groups), initializer=pin, initargs=(cpus,)) as pool:
         n = len(groups)
         parts = pool.map(_worker, groups, [lines] * n, [barge] * n, [timeout_s] * n)
         results = [r for part in parts for r in part]

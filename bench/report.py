@@ -135,6 +135,7 @@ def print_summary(report: dict[str, Any]) -> None:
                 f"{_f(lv['caller_v2v_ms']['p95'])} | {_f(lv['barge_in_ms']['p50'])} | "
                 f"{_f(lv['gateway_cpu_s_per_call_minute'], 2)} | {'✓' if lv['meets_target'] else '✗'} |"
             )
+    _print_resources(report)
     _out("\n| design | " + " | ".join(f"calls at p95 ≤ {t} ms" for t in TARGETS_MS) + " |")
     _out("|---|" + "---|" * len(TARGETS_MS))
     for d in report["designs"]:
@@ -154,6 +155,38 @@ def print_summary(report: dict[str, Any]) -> None:
         f"{_f(top['gateway_cpu_s_per_call_minute'], 2)} CPU-s per call-minute "
         f"({_f(top['gateway_cpu_s'], 0)} s over {top['call_minutes']:.1f} call-minutes)"
     )
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.0f} %"
+
+
+def _print_resources(report: dict[str, Any]) -> None:
+    """CPU per process group and GPU utilisation per level (levels measured with bench.meters)."""
+    rows = [(d["design"], lv) for d in report["designs"] for lv in d["levels"] if "cpu" in lv]
+    if not rows:
+        return
+    _out(
+        f"\nCPU and GPU per level (stack cores: {report.get('stack_cpus') or 'all'}, "
+        f"load generator cores: {report.get('load_cpus') or 'shared'}; CPU-s per call-minute):\n"
+    )
+    _out(
+        "| design | calls | stack cores busy | load cores busy | gateway | STT | TTS | LLM | Redis | load gen | "
+        "GPU SM p50 / max | GPU mem-bw p50 | GPU memory used |"
+    )
+    _out("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for design, lv in rows:
+        c, g = lv["cpu"], lv.get("gpu") or {}
+        per = c["s_per_call_minute"]
+        sm, bw = g.get("sm_pct") or {}, g.get("mem_bw_pct") or {}
+        fb = g.get("fb_used_mib_max")
+        _out(
+            f"| {design} | {lv['calls']} | {_pct(c['stack_cores_busy'])} of {c['stack_cores']} | "
+            f"{_pct(c['load_cores_busy'])} | {_f(per['gateway'], 2)} | {_f(per['stt'], 2)} | {_f(per['tts'], 2)} | "
+            f"{_f(per['llm'], 2)} | {_f(per['redis'], 2)} | {_f(per['load_generator'], 2)} | "
+            f"{_f(sm.get('p50'))} / {_f(sm.get('max'))} % | {_f(bw.get('p50'))} % | "
+            f"{'–' if fb is None else f'{fb / 1024:.1f} GiB'} |"
+        )
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

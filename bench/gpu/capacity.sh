@@ -6,6 +6,7 @@
 # .gpu/m2, .gpu/m3 and .gpu/m4 (model pieces), each with `bash bench/gpu/capacity.sh stash`.
 # Then, from the repository root on the device:
 #     bash bench/gpu/capacity.sh stash                      # keep this call's carried pieces in /tmp
+#     bash bench/gpu/capacity.sh assemble                   # once all pieces are there: join, check
 #     bash bench/gpu/capacity.sh start [capacity args...]   # assemble models, start in the background
 #     bash bench/gpu/capacity.sh wait SECONDS               # follow the log; copy results to $OUT
 # The run outlives one device command (setsid), so a long run spans several calls.
@@ -42,6 +43,11 @@ stash)
     stash
     ls -la $P
     ;;
+assemble)
+    stash
+    assemble
+    ls -la $M/*
+    ;;
 start)
     shift
     stash
@@ -66,7 +72,7 @@ wait)
     pgrep -f "bench.capacity --gpu" >/dev/null && echo "STILL RUNNING" || echo "FINISHED"
     ;;
 *)
-    echo "usage: $0 stash | start [args] | wait SECONDS" >&2
+    echo "usage: $0 stash | assemble | start [args] | wait SECONDS" >&2
     exit 2
     ;;
 esac
