@@ -138,7 +138,7 @@ start_cmd() {
                --host "${LLM_HOST:-127.0.0.1}" --port "$(port_of llm)"
                --gpu-memory-utilization "${LLM_GPU_MEMORY_UTILIZATION:-0.60}"
                --max-model-len "${LLM_MAX_MODEL_LEN:-4096}"
-               --max-num-seqs "${LLM_MAX_NUM_SEQS:-32}"
+               --max-num-seqs "${LLM_MAX_NUM_SEQS:-256}"
                --enable-prefix-caching --enable-auto-tool-choice --tool-call-parser hermes)
           case "${LLM_ENFORCE_EAGER:-0}" in 1|true|yes) CMD+=(--enforce-eager) ;; esac ;;
         *) die "LLM_BACKEND must be standin or vllm, not ${LLM_BACKEND}" ;;
