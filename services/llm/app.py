@@ -24,6 +24,9 @@ def create_app(settings: LLMSettings | None = None) -> FastAPI:
     client has gone away is dropped before it generates (a non-streamed one already generating
     runs to its end).
 
+    With ``prompt_cache_mb`` > 0 the model saves its state after each completion and a new
+    prompt restores the one with the longest common prefix (:mod:`services.llm.prompt_cache`).
+
     Raises:
         FileNotFoundError: the GGUF file is missing (run ``make models``).
     """
@@ -40,6 +43,7 @@ def create_app(settings: LLMSettings | None = None) -> FastAPI:
         n_threads=settings.n_threads,
         n_threads_batch=settings.n_threads,
         chat_format=settings.chat_format or None,
+        logits_all=settings.logits_all,
         verbose=False,
     )
     # interrupt_requests=True (llama-cpp-python's default) lets every new request, streamed or
@@ -47,6 +51,16 @@ def create_app(settings: LLMSettings | None = None) -> FastAPI:
     # each other's replies without an error. Queue them instead.
     server = ServerSettings(host=settings.host, port=settings.port, interrupt_requests=False)
     app: FastAPI = llama_create_app(server_settings=server, model_settings=[model])
+    if settings.prompt_cache_mb > 0:
+        # ModelSettings(cache=True) would install llama-cpp-python's own LlamaRAMCache, whose
+        # states carry a 311 MB logits copy each; ours is lean. The server keeps its model in a
+        # module global, loaded by llama_create_app above.
+        from llama_cpp.server import app as llama_app
+
+        from services.llm.prompt_cache import install_prompt_cache
+
+        assert llama_app._llama_proxy is not None
+        install_prompt_cache(llama_app._llama_proxy(), settings.prompt_cache_mb * 1024 * 1024)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

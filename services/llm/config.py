@@ -25,3 +25,12 @@ class LLMSettings(ServiceSettings):
     """CPU threads for generation and prompt processing."""
     chat_format: str = "chatml"
     """llama-cpp-python chat format; empty uses the GGUF's own template (Qwen's ChatML with Hermes-style tool calls)."""
+    logits_all: bool = False
+    """Keep every prompt token's logits (OpenAI ``logprobs``; llama-cpp-python's server default). Off,
+    llama.cpp computes the output layer (152k-token vocabulary) for the last token only, and the prompt
+    cache needs it off."""
+    prompt_cache_mb: int = 128
+    """RAM for saved prompt states (llama.cpp KV cache, ~13 KB per token: ~6 MB per turn), MB; 0 = off. A new
+    request restores the saved state with the longest common token prefix (~30–90 ms), so a call's system
+    prompt is not prefilled again after another prompt (the previous call's extraction) took the single slot
+    (issue 13: first-turn TTFT 0.1–0.2 s instead of 0.3–1.1 s, docs/benchmarks.md)."""
