@@ -48,3 +48,8 @@ class TTSSettings(ServiceSettings):
     """Streaming: the first segment of a turn may end at a comma once it has this many characters
     ("Sure," is spoken while the rest of the sentence is still being generated; 24 before issue 13:
     voice-to-voice p50 −21 % on the CPU stack, docs/benchmarks.md)."""
+    first_phrase_words: int = 4
+    """Streaming: a first sentence with no early comma may end its first segment at a word boundary once it
+    has this many words ("A repair usually costs", then "150 to 300 dollars."; rules in
+    ``services/tts/segmenter.py``; issue 13: TTS first audio p50 −36 % on the CPU stack,
+    docs/benchmarks.md); 0 = off."""

@@ -136,7 +136,9 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         REQUESTS.labels("speech", "bad_request").inc()
         raise exc
     fmt = body.response_format
-    segments = split_text(text, engine.settings.first_clause_chars, engine.settings.segment_max_chars)
+    segments = split_text(
+        text, engine.settings.first_clause_chars, engine.settings.segment_max_chars, engine.settings.first_phrase_words
+    )
     feed = engine.feed(voice, body.speed)
     items = [feed.add(seg, pause=i < len(segments) - 1) for i, seg in enumerate(segments)]
     try:

@@ -130,7 +130,9 @@ class _Session:
         self.ws = ws
         self.engine = engine
         self.params = params
-        self.splitter = SentenceSplitter(engine.settings.first_clause_chars, engine.settings.segment_max_chars)
+        self.splitter = SentenceSplitter(
+            engine.settings.first_clause_chars, engine.settings.segment_max_chars, engine.settings.first_phrase_words
+        )
         self.feed = engine.feed(params.voice, params.speed)
         self.outbox: asyncio.Queue[FeedItem | _Flush] = asyncio.Queue()
         self.send_lock = asyncio.Lock()

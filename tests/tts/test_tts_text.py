@@ -59,6 +59,64 @@ def test_splitter_incremental_fragments() -> None:
     assert splitter.flush() == []
 
 
+@pytest.mark.parametrize(
+    ("text", "segments"),
+    [
+        # no early comma: the first segment ends after 4 words, before the number (never inside it)
+        (
+            "A repair usually costs 150 to 300 dollars. Shall I book it?",
+            ["A repair usually costs", "150 to 300 dollars.", "Shall I book it?"],
+        ),
+        # before a phrase-opening word when one comes right after word 4 or 5
+        (
+            "Our technicians are available from 8 to 6 on weekdays.",
+            ["Our technicians are available", "from 8 to 6 on weekdays."],
+        ),
+        ("I am sorry to hear about the leak under the sink.", ["I am sorry to hear", "about the leak under the sink."]),
+        # never after an article/preposition/auxiliary, inside a name or before an abbreviation
+        ("I can have a plumber come out today.", ["I can have a plumber", "come out today."]),
+        (
+            "Dr. Smith lives at 12 Main St. in St. Louis now and then.",
+            ["Dr. Smith lives at 12 Main St. in St. Louis", "now and then."],
+        ),
+        ("Got it John Smith at 42 Oak Street is that right?", ["Got it John Smith", "at 42 Oak Street is that right?"]),
+        # a comma first still wins; a short first sentence stays whole; later sentences are not cut
+        ("Sure, I can help with that.", ["Sure,", "I can help with that."]),
+        (
+            "We can send someone today. The visit costs 90 dollars in total.",
+            ["We can send someone today.", "The visit costs 90 dollars in total."],
+        ),
+        # fewer than two words would be left before the sentence's end
+        ("That is fine for me. Thanks.", ["That is fine for me.", "Thanks."]),
+    ],
+)
+def test_first_segment_may_end_at_a_word_boundary(text: str, segments: list[str]) -> None:
+    assert split_text(text, first_clause_chars=4, first_phrase_words=4) == segments
+    # streamed word by word (as LLM tokens: " word"), the same segments come out
+    splitter = SentenceSplitter(first_clause_chars=4, first_phrase_words=4)
+    first, *rest = text.split(" ")
+    out = splitter.feed(first)
+    for word in rest:
+        out += splitter.feed(" " + word)
+    assert out + splitter.flush() == segments
+
+
+def test_word_boundary_first_segment_is_off_by_default_and_per_turn() -> None:
+    text = "A repair usually costs 150 to 300 dollars."
+    assert split_text(text, first_clause_chars=4) == [text]
+    splitter = SentenceSplitter(first_clause_chars=4, first_phrase_words=4)
+    # the cut after "costs" is taken once "150" shows it does not open a phrase and the boundary
+    # after "150" is ruled out, which needs "300" whole ("30" may be "30th")
+    assert splitter.feed("A repair usually costs 150 to 30") == []
+    assert splitter.feed("0 ") == ["A repair usually costs"]
+    assert splitter.feed("dollars. And a repair usually costs 150 to 300 dollars. ") == [
+        "150 to 300 dollars.",
+        "And a repair usually costs 150 to 300 dollars.",
+    ]
+    assert splitter.flush() == []
+    assert splitter.feed("A repair usually costs 150 to 300 ") == ["A repair usually costs"]  # a new turn
+
+
 def test_splitter_waits_for_whitespace_after_a_period() -> None:
     splitter = SentenceSplitter()
     assert splitter.feed("That is $3.") == []
