@@ -43,9 +43,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.llm_warmup import warm_up
-from bench.load import BARGE_IN_LINE, SCRIPT, CallOutcome, Line, run_load, synthesize_lines
+from bench.load import CallOutcome, Line, run_load, synthesize_lines
 from bench.meters import CoreUsage, GpuMonitor, group_cpu_seconds, parse_cpus, pin
 from bench.report import TARGETS_MS, capacity_at, plot, print_level, print_summary, summarize
+from bench.script import BARGE_IN_LINE, SCRIPT
 from tools.stack import Ports, Service, Stack, free_port
 
 log = logging.getLogger("bench")

@@ -229,7 +229,7 @@ def record(llm_url: str, out: Path) -> None:
     own system prompt, and save replies with their real token counts to ``out``."""
     import httpx
 
-    from bench.load import BARGE_IN_LINE, SCRIPT
+    from bench.script import BARGE_IN_LINE, SCRIPT
     from gateway.config import GatewaySettings
 
     s = GatewaySettings()

@@ -2,7 +2,7 @@
 
 Every caller is a :class:`tools.twilio_sim.SimulatedCall` (the Media Streams protocol in real
 time: 20 ms μ-law frames, marks echoed after playout, ``clear`` honoured). A caller waits for the
-greeting, then speaks each line of :data:`SCRIPT` after the agent's previous reply has played and a
+greeting, then speaks each line of :data:`bench.script.SCRIPT` after the agent's previous reply has played and a
 short human pause; on its last line it **barges in**: it starts talking one second into the
 agent's reply, and the time from its first word to the gateway's ``clear`` is the barge-in
 reaction time. Calls start spread over a ramp so they do not speak in lock-step.
@@ -29,14 +29,6 @@ from bench.meters import pin
 from shared.audio import FRAME_MS, TELEPHONY_RATE_HZ, resample, split_frames, ulaw_encode
 from tools.twilio_sim import SimulatedCall, fetch_call, speech_end_s
 
-SCRIPT = [
-    "Hi, the pipe under my kitchen sink is leaking. Can somebody come out today?",
-    "My name is John Smith, and I live at 42 Oak Street.",
-    "How much does a repair usually cost?",
-]
-"""The caller's lines, one per turn, spoken after the agent's reply to the previous one."""
-BARGE_IN_LINE = "Sorry, wait, it is actually the bathroom sink, not the kitchen."
-"""Spoken over the agent's reply to the last scripted line (a barge-in)."""
 CALLER_VOICE = "am_michael"
 """Kokoro voice of the callers (the agent speaks with another one)."""
 BARGE_IN_AFTER_S = 1.0

@@ -38,7 +38,8 @@ from typing import Any
 
 import httpx
 
-from bench.load import BARGE_IN_LINE, SCRIPT, CallOutcome, Line, _barge_in, _say, _speak_and_wait, synthesize_lines
+from bench.load import CallOutcome, Line, _barge_in, _say, _speak_and_wait, synthesize_lines
+from bench.script import BARGE_IN_LINE, SCRIPT
 from shared.config import PROJECT_ROOT
 from tools.stack import Ports, Stack
 from tools.twilio_sim import SimulatedCall
