@@ -184,6 +184,16 @@ class ListeningSettings(SettingsGroup):
     """With the ``stt`` backend, the longest one turn check may take (connect + answer), seconds."""
     endpoint_silence_ms: int = 500
     """Silence after speech that ends the caller's turn (``turn_detection=silence``)."""
+    early_stt: bool = True
+    """Early transcription: start transcribing the utterance once the caller has paused for
+    ``early_stt_ms``, while the end of turn is still being decided; when the turn ends on that same
+    audio (the caller did not speak again) the reply uses that transcript, else it is dropped
+    (``gateway/conversation/early_stt.py``, docs/turn-taking.md)."""
+    early_stt_ms: int = Field(default=96, ge=0)
+    """Silence after which the early transcription starts, ms; never before the utterance's 100 ms of
+    trailing silence are in (three 32 ms frames: 96, the default, is the earliest). Before
+    ``smart_turn_pause_ms`` it gets a head start on the Smart Turn check; a pause the caller breaks
+    costs one cancelled transcription (docs/benchmarks.md, issue 13c)."""
     min_speech_ms: int = 250
     """Speech shorter than this is ignored (clicks, noise)."""
     pre_roll_ms: int = 200

@@ -52,7 +52,29 @@ class PauseDetected:
     pause_id: int
 
 
-EndpointEvent = SpeechStarted | SpeechEnded | PauseDetected
+@dataclass(frozen=True)
+class PauseStarted:
+    """The caller has been silent for ``early_ms`` inside an utterance: if the turn ends in this
+    pause, it ends with exactly ``audio`` (for speculative work such as early STT).
+
+    Attributes:
+        audio: PCM16 16 kHz, int16 shape (n,): what :meth:`Endpointer.commit` would return as
+            :attr:`SpeechEnded.audio` in this pause (pre-roll + speech + up to 100 ms of silence).
+        pause_id: identifies this pause (see :class:`PauseDetected`).
+    """
+
+    audio: np.ndarray
+    pause_id: int
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """The caller spoke again after a :class:`PauseStarted`: that pause's ``audio`` is stale."""
+
+    pause_id: int
+
+
+EndpointEvent = SpeechStarted | SpeechEnded | PauseDetected | PauseStarted | SpeechResumed
 
 
 class Endpointer:
@@ -67,6 +89,9 @@ class Endpointer:
         frame_ms: duration of each pushed frame (32 ms for Silero at 16 kHz).
         check_ms: if set, emit :class:`PauseDetected` after this much silence (semantic
             end-of-turn); ``silence_ms`` then acts as the upper bound.
+        early_ms: if set, emit :class:`PauseStarted` after this much silence (and no earlier than
+            the 100 ms of trailing silence an utterance keeps), and :class:`SpeechResumed` if
+            speech comes back in that pause.
     """
 
     def __init__(
@@ -78,8 +103,12 @@ class Endpointer:
         max_utterance_ms: int = 30_000,
         frame_ms: int = 32,
         check_ms: int | None = None,
+        early_ms: int | None = None,
     ) -> None:
         self.check_ms = check_ms
+        self.early_ms = early_ms
+        self._early_pause: int | None = None
+        """The pause a :class:`PauseStarted` was emitted for (``None``: none in this utterance)."""
         self.pause_id = 0
         self.threshold = threshold
         self.neg_threshold = max(threshold - 0.15, 0.01)
@@ -116,14 +145,18 @@ class Endpointer:
         """
         if not (self._in_speech and self._confirmed):
             return None
-        keep = min(len(self._frames), self._last_voiced_index + max(100 // self.frame_ms, 1))
-        audio = np.concatenate(self._frames[:keep]).astype(np.int16)
+        audio = np.concatenate(self._frames[: self._ended_keep()]).astype(np.int16)
         ended = SpeechEnded(audio, self._start_ms, self._last_voiced_end_ms, self.now_ms)
         self.reset()
         return ended
 
+    def _ended_keep(self) -> int:
+        """How many frames :meth:`commit` keeps now: up to the last voiced one + 100 ms of silence."""
+        return min(len(self._frames), self._last_voiced_index + max(100 // self.frame_ms, 1))
+
     def reset(self) -> None:
         """Drop any open utterance (e.g. after a hang-up)."""
+        self._early_pause = None
         self._frames = []
         self._in_speech = self._confirmed = False
         self._voiced_ms = self._silence_ms = 0
@@ -151,6 +184,9 @@ class Endpointer:
             if voiced:
                 self._voiced_ms += self.frame_ms
             if self._silence_ms:
+                if self._early_pause == self.pause_id:
+                    events.append(SpeechResumed(self.pause_id))
+                    self._early_pause = None
                 self.pause_id += 1
             self._silence_ms = 0
             self._last_voiced_end_ms = self.now_ms
@@ -166,7 +202,18 @@ class Endpointer:
             if ended is not None:
                 events.append(ended)
             self.reset()
-        elif (
+            return events
+        keep = self._ended_keep()
+        if (
+            self.early_ms is not None
+            and self._confirmed
+            and self._early_pause != self.pause_id
+            and self._silence_ms >= self.early_ms
+            and keep == self._last_voiced_index + max(100 // self.frame_ms, 1)  # the trailing silence is in
+        ):
+            self._early_pause = self.pause_id
+            events.append(PauseStarted(np.concatenate(self._frames[:keep]).astype(np.int16), self.pause_id))
+        if (
             self.check_ms is not None
             and self._confirmed
             and self._silence_ms - self.frame_ms < self.check_ms <= self._silence_ms

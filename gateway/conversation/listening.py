@@ -45,6 +45,7 @@ def new_endpointer(s: GatewaySettings, smart_turn: bool) -> Endpointer:
         pre_roll_ms=s.listening.pre_roll_ms,
         frame_ms=VAD_FRAME_MS,
         check_ms=s.listening.smart_turn_pause_ms if smart_turn else None,
+        early_ms=s.listening.early_stt_ms if s.listening.early_stt else None,
     )
 
 

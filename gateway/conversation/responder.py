@@ -2,7 +2,8 @@
 
 :class:`Responder` owns the call's replies: one reply task at a time (a new one cancels the
 last), the :class:`~gateway.conversation.replies.Reply` handles by id, and the caller audio
-carried over when the caller went on talking before an answer was heard. Every upstream failure
+carried over when the caller went on talking before an answer was heard, and the call's early
+transcript (:class:`~gateway.conversation.early_stt.EarlyTranscript`). Every upstream failure
 becomes a spoken apology (or, with no voice at all, silence) and an unanswered turn, never a
 dropped call.
 """
@@ -19,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from gateway.conversation.context import CallContext, now
-from gateway.conversation.endpointing import SpeechEnded
+from gateway.conversation.early_stt import EarlyTranscript
+from gateway.conversation.endpointing import PauseStarted, SpeechEnded, SpeechResumed
 from gateway.conversation.labels import SpeakerLabelFilter
 from gateway.conversation.llm_tools import ToolCall, openai_tools
 from gateway.conversation.replies import Reply
 from gateway.conversation.speaker import Speaker, aclose_iterator
 from gateway.conversation.transcript import Turn
-from gateway.conversation.turns import Event
+from gateway.conversation.turns import Event, State
 from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
 from gateway.metrics import ERRORS, STAGE_LATENCY
 from shared.audio import wav_bytes
@@ -57,6 +59,7 @@ class Responder:
         self.task: asyncio.Task[Any] | None = None
         self.carry_audio: np.ndarray | None = None
         """Caller audio whose transcription was cancelled because the caller went on talking (16 kHz)."""
+        self.early = EarlyTranscript(ctx.deps.stt, VAD_RATE_HZ, ctx.spawn)
         self._seq = 0
 
     # ---- the reply task ------------------------------------------------------------------
@@ -93,6 +96,16 @@ class Responder:
         audio = utt.audio if self.carry_audio is None else np.concatenate([self.carry_audio, utt.audio])
         self.carry_audio = audio
         self.start(self._respond(utt, audio, detected_at))
+
+    def on_pause(self, event: PauseStarted | SpeechResumed) -> None:
+        """The caller paused (transcribe early what the turn would end with, carried audio first)
+        or spoke again in that pause (drop it). Not while the agent speaks: speech over it is an
+        interjection, judged by its own transcription."""
+        if isinstance(event, SpeechResumed) or self.ctx.machine.state is State.SPEAKING:
+            self.early.cancel()
+            return
+        carry = self.carry_audio
+        self.early.start(event.audio if carry is None else np.concatenate([carry, event.audio]))
 
     def answer_text(self, text: str, user_turn: Turn | None = None) -> None:
         """Answer caller input that needs no STT (DTMF, typed text, an already transcribed interjection)."""
@@ -139,9 +152,8 @@ class Responder:
         speech_end = detected_at - latency["endpointing_ms"] / 1000
         if ctx.s.recording.debug_audio_dir:
             self._dump_utterance(audio)
-        t0 = now()
         try:
-            heard = await ctx.deps.stt.transcribe(audio, VAD_RATE_HZ)
+            heard = await self._transcribe(audio, latency)
         except UpstreamError as exc:
             self.carry_audio = None
             ERRORS.labels("stt").inc()
@@ -151,7 +163,6 @@ class Responder:
             await self.say("apology", APOLOGY)
             return
         self.carry_audio = None
-        latency["stt_ms"] = (now() - t0) * 1000
         log.info(
             "call %s: heard %r (%.1fs, STT %.0f ms)", ctx.call_sid, heard, audio.size / VAD_RATE_HZ, latency["stt_ms"]
         )
@@ -171,6 +182,32 @@ class Responder:
             audio_ms=audio.size * 1000 // VAD_RATE_HZ,
         )
         await self._respond_text(corrected, latency, speech_end=speech_end, user_turn=user_turn)
+
+    async def _transcribe(self, audio: np.ndarray, latency: dict[str, float]) -> str:
+        """The text of ``audio`` (PCM16 16 kHz): the early transcript if it was made of this very audio
+        (awaited if still in flight), else, or if it failed, a transcription now.
+
+        Records ``stt_ms`` (the wait from now, the endpoint decision, for the text: what the caller
+        waits) and ``stt_total_ms`` (the transcription's own duration, sent → answered), in ``latency``.
+
+        Raises:
+            UpstreamError: the (normal) transcription failed.
+        """
+        ctx, t0 = self.ctx, now()
+        early = self.early.take(audio)
+        if early is not None:
+            try:
+                heard = await early.text()
+            except UpstreamError as exc:
+                ERRORS.labels("stt").inc()
+                log.warning("call %s: early STT failed (%s); transcribing again", ctx.call_sid, exc)
+            else:
+                latency["stt_ms"], latency["stt_total_ms"] = (now() - t0) * 1000, early.duration_ms
+                return heard
+        t1 = now()
+        heard = await ctx.deps.stt.transcribe(audio, VAD_RATE_HZ)
+        latency["stt_ms"], latency["stt_total_ms"] = (now() - t0) * 1000, (now() - t1) * 1000
+        return heard
 
     async def _respond_text(
         self,

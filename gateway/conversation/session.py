@@ -31,7 +31,7 @@ from gateway.conversation.actions import CallActions
 from gateway.conversation.admission import refusal
 from gateway.conversation.context import Attention, now
 from gateway.conversation.deps import Deps
-from gateway.conversation.endpointing import PauseDetected, SpeechEnded, SpeechStarted
+from gateway.conversation.endpointing import PauseDetected, PauseStarted, SpeechEnded, SpeechResumed, SpeechStarted
 from gateway.conversation.interruptions import is_backchannel
 from gateway.conversation.listening import BargeIn, Listener
 from gateway.conversation.record import CallRecord, RecordWriter
@@ -314,6 +314,7 @@ class CallSession:
 
     # ---- listening and turn-taking -----------------------------------------------------------
     async def _on_audio(self, event: AudioIn) -> None:
+        assert self.responder is not None
         if self.recorder is not None:
             self.recorder.add_inbound(event.pcm16, now() - self._t0)
         for ev in await self.listener.push(event.pcm16):
@@ -323,9 +324,10 @@ class CallSession:
                     await self.caller_took_turn()
             elif isinstance(ev, BargeIn):
                 await self.caller_took_turn(ev.at_ms)
-            elif isinstance(ev, PauseDetected):
-                if self.machine.state is not State.SPEAKING:
-                    self.spawn(self._check_turn(ev), "smart-turn")
+            elif isinstance(ev, PauseStarted | SpeechResumed):
+                self.responder.on_pause(ev)  # early STT
+            elif isinstance(ev, PauseDetected) and self.machine.state is not State.SPEAKING:
+                self.spawn(self._check_turn(ev), "smart-turn")
             elif isinstance(ev, SpeechEnded):
                 self._on_speech_ended(ev)
 
@@ -366,9 +368,7 @@ class CallSession:
     def _on_speech_ended(self, utt: SpeechEnded) -> None:
         assert self.responder is not None
         self.attention.touch()
-        if (
-            self.machine.state is State.SPEAKING
-        ):  # short speech over the agent: a backchannel unless its words say otherwise
+        if self.machine.state is State.SPEAKING:  # short speech over the agent: judged by its words
             self.spawn(self._check_interjection(utt), "interjection")
             return
         action = self.machine.handle(Event.SPEECH_ENDED)

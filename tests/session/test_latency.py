@@ -13,12 +13,13 @@ async def test_each_stage_of_a_reply_is_timed_and_they_add_up_to_what_the_caller
     stt, tts = FakeSTT(latency_s=0.25), FakeTTS(first_audio_s=0.3)
     llm = FakeLLM(["Sure. What is your address?"], ttft_s=0.4)
     script = [greeted(), Say(PROBLEM, 1500), finished("reply"), HangUp()]
-    call = await run_call(script, llm=llm, stt=stt, tts=tts, endpoint_silence_ms=500)
+    # Early STT off: the transcription then starts at the endpoint decision (tests/session/test_early_stt.py).
+    call = await run_call(script, llm=llm, stt=stt, tts=tts, endpoint_silence_ms=500, early_stt=False)
 
     (reply,) = call.agent_turns("reply")
     lat = reply["latency_ms"]
     assert 500 <= lat["endpointing_ms"] <= 500 + 2 * 32  # the silence rule, on 32 ms VAD frames
-    assert lat["stt_ms"] == pytest.approx(250, abs=1)
+    assert lat["stt_ms"] == pytest.approx(250, abs=1) and lat["stt_total_ms"] == pytest.approx(250, abs=1)
     assert lat["llm_ttft_ms"] == pytest.approx(400, abs=30)
     assert lat["tts_first_audio_ms"] == pytest.approx(300, abs=60)  # from the first sentence's text
 
