@@ -89,7 +89,8 @@ async def test_cancel_mid_reply_then_the_next_reply_is_clean_on_the_same_connect
         with contextlib.suppress(asyncio.CancelledError):
             await reply
         assert asyncio.get_running_loop().time() - started < 2.5, "cancel must not wait for synthesis"
-        assert [s.text for s in first] == ["The first thing to know is this."]
+        # the first segment of a turn ends after four words (TTS_FIRST_PHRASE_WORDS, services/tts/segmenter.py)
+        assert [s.text for s in first] == ["The first thing to know"]
 
         async with contextlib.aclosing(stream.speak(deltas("Second reply, closed early. It goes on."))) as segs:
             async for _ in segs:  # the consumer stops at the first segment (generator closed)
