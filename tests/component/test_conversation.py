@@ -284,7 +284,15 @@ def test_a_second_gateway_reads_the_live_call_from_redis(gateway, fake_llm, spea
             await call.wait_until(
                 lambda: any(m.startswith("reply") and m.endswith(":end") for m in call.result.marks_echoed), 60, "reply"
             )
-            during = (await client.get(f"{other_url}/calls/{call.call_sid}", headers=ADMIN)).json()
+            # The echoed end mark reaches the first gateway, which records the reply and mirrors it
+            # to Redis; the second gateway sees it once that write has landed (milliseconds, more
+            # on a loaded box).
+            deadline = asyncio.get_running_loop().time() + 5
+            while True:
+                during = (await client.get(f"{other_url}/calls/{call.call_sid}", headers=ADMIN)).json()
+                if len(during["turns"]) >= 3 or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.05)
             await call.hang_up()
             await asyncio.sleep(0.5)
             after = (await client.get(f"{other_url}/calls/{call.call_sid}", headers=ADMIN)).json()
