@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from bench.llm_warmup import warm_up
 from bench.load import CallOutcome, Line, run_load, synthesize_lines
-from bench.meters import CoreUsage, GpuMonitor, group_cpu_seconds, parse_cpus, pin
+from bench.meters import CoreUsage, GpuMonitor, group_cpu_seconds, parse_cpus, pin, process_stat
 from bench.report import TARGETS_MS, capacity_at, plot, print_level, print_summary, summarize
 from bench.script import BARGE_IN_LINE, SCRIPT
 from tools.stack import Ports, Service, Stack, free_port
@@ -80,8 +80,7 @@ def auto_gateways(stack_cpus: int, max_calls: int) -> int:
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its reaped children (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(x) for x in fields[11:15])
+    ticks = sum(int(x) for x in process_stat(pid)[11:15])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
+from bench.llm_warmup import stream_chat
+from bench.meters import percentiles
 from bench.script import SCRIPT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,31 +48,6 @@ EXTRACT = (
     "Summarise this phone call as a JSON object with the keys name, phone, address, problem, "
     "urgency (low|medium|high|emergency) and next_step. Use null where the call did not say."
 )
-
-
-def _pcts(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"n": 0, "p50": None, "p95": None, "p99": None}
-    a = np.asarray(values, dtype=float)
-    return {"n": int(a.size), **{f"p{q}": float(np.percentile(a, q)) for q in (50, 95, 99)}}
-
-
-async def _stream(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[float, float, int, str]:
-    """One streamed chat completion: (TTFT s, total s, content chunks, text)."""
-    t0 = time.perf_counter()
-    ttft, chunks, parts = float("nan"), 0, []
-    async with client.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}) as resp:
-        resp.raise_for_status()
-        async for line in resp.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            delta = json.loads(line[6:])["choices"][0].get("delta", {}).get("content")
-            if delta:
-                if chunks == 0:
-                    ttft = time.perf_counter() - t0
-                chunks += 1
-                parts.append(delta)
-    return ttft, time.perf_counter() - t0, chunks, "".join(parts)
 
 
 async def _call(
@@ -92,7 +68,7 @@ async def _call(
             await asyncio.sleep(gap_s * rng.uniform(0.7, 1.3))
             history.append({"role": "user", "content": line})
             body = {"model": model, "messages": history, "max_tokens": 80, "temperature": 0.3}
-            ttft, total, chunks, text = await _stream(client, url, body)
+            ttft, total, chunks, text = await stream_chat(client, url, body)
             out["replies"].append({"ttft_s": ttft, "total_s": total, "chunks": chunks, "text": text})
             history.append({"role": "assistant", "content": text})
         t0 = time.perf_counter()
@@ -135,10 +111,10 @@ async def run_level(url: str, model: str, calls: int, ramp_s: float, gap_s: floa
         "replies": len(replies),
         "errors": sum(1 for res in results if res["error"]),
         "errors_sample": [res["error"] for res in results if res["error"]][:3],
-        "ttft_ms": _pcts([r["ttft_s"] * 1000 for r in replies]),
-        "time_per_output_token_ms": _pcts(tpot),
-        "reply_chunks": _pcts([float(r["chunks"]) for r in replies]),
-        "extraction_s": _pcts([res["extraction_s"] for res in results if "extraction_s" in res]),
+        "ttft_ms": percentiles([r["ttft_s"] * 1000 for r in replies]),
+        "time_per_output_token_ms": percentiles(tpot),
+        "reply_chunks": percentiles([float(r["chunks"]) for r in replies]),
+        "extraction_s": percentiles([res["extraction_s"] for res in results if "extraction_s" in res]),
         "sample_replies": [r["text"] for r in replies[:3]],
     }
 

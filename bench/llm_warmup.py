@@ -29,22 +29,39 @@ SYSTEM = (
 QUESTION = "Hi, my kitchen sink is leaking under the cabinet. Can you send a plumber today?"
 
 
-async def _one(client: httpx.AsyncClient, url: str, model: str, i: int, max_tokens: int) -> float:
-    """One streaming chat completion; returns its time to first token (s)."""
+async def stream_chat(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[float, float, int, str]:
+    """One streamed chat completion (``body`` without ``stream``) to ``url`` (no ``/v1``).
+
+    Returns:
+        (time to first content token s, total s, content chunks, text); TTFT is NaN without content.
+
+    Raises:
+        httpx.HTTPError: the server refused or dropped the request.
+    """
     t0 = time.perf_counter()
+    ttft, chunks, parts = float("nan"), 0, []
+    async with client.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}) as resp:
+        resp.raise_for_status()
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            delta = json.loads(line[6:])["choices"][0].get("delta", {}).get("content")
+            if delta:
+                if chunks == 0:
+                    ttft = time.perf_counter() - t0
+                chunks += 1
+                parts.append(delta)
+    return ttft, time.perf_counter() - t0, chunks, "".join(parts)
+
+
+async def _one(client: httpx.AsyncClient, url: str, model: str, i: int, max_tokens: int) -> float:
+    """One warm-up request; returns its time to first token (s)."""
     body = {
         "model": model,
-        "stream": True,
         "max_tokens": max_tokens,
         "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{QUESTION} ({i})"}],
     }
-    ttft = float("nan")
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
-        resp.raise_for_status()
-        async for line in resp.aiter_lines():
-            if line.startswith("data: ") and ttft != ttft:
-                ttft = time.perf_counter() - t0
-    return ttft
+    return (await stream_chat(client, url, body))[0]
 
 
 async def _burst(url: str, model: str, concurrency: int, max_tokens: int) -> list[float]:

@@ -34,6 +34,23 @@ GROUPS: dict[str, re.Pattern[str]] = {
 """Process groups of the stack, by command line (``/proc/<pid>/cmdline``, NULs as spaces)."""
 
 
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    """``{"n", "p50", "p95", "p99"}`` of ``values`` (numpy linear interpolation); ``None``s when empty."""
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None}
+    arr = np.asarray(values, dtype=float)
+    return {"n": int(arr.size), **{f"p{q}": float(np.percentile(arr, q)) for q in (50, 95, 99)}}
+
+
+def process_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 onwards; ``proc(5)``).
+
+    Raises:
+        OSError: no such process (or it is gone).
+    """
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def parse_cpus(spec: str | None) -> set[int] | None:
     """``"0-11,14"`` → ``{0, …, 11, 14}``; ``None``/``""`` → ``None`` (no pinning).
 
@@ -103,7 +120,7 @@ def group_cpu_seconds(groups: dict[str, re.Pattern[str]] = GROUPS) -> dict[str, 
             continue
         try:
             cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            fields = process_stat(int(entry.name))
         except OSError:
             continue  # gone meanwhile
         for name, pattern in groups.items():

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from bench.load import CallOutcome
+from bench.meters import percentiles
 
 STAGES = ["endpointing_ms", "stt_ms", "llm_ttft_ms", "tts_first_audio_ms", "voice_to_voice_ms"]
 MAX_ERROR_RATE = 0.01
@@ -32,14 +33,6 @@ def capacity_at(levels: list[dict[str, Any]], target_ms: float) -> int:
 def _out(line: str = "") -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def _pcts(values: list[float]) -> dict[str, float | int | None]:
-    """n, p50, p95, p99 (numpy linear interpolation); ``None`` percentiles when empty."""
-    if not values:
-        return {"n": 0, "p50": None, "p95": None, "p99": None}
-    arr = np.asarray(values, dtype=float)
-    return {"n": int(arr.size), **{f"p{q}": float(np.percentile(arr, q)) for q in (50, 95, 99)}}
 
 
 def summarize(
@@ -75,7 +68,7 @@ def summarize(
     expected = max(1, sum(max(1, len(o.caller_v2v_ms)) for o in outcomes))
     errors = len(failed) + apologies
     call_minutes = sum(o.duration_s for o in outcomes) / 60
-    r = _pcts(respond)
+    r = percentiles(respond)
     level = {
         "calls": calls,
         "wall_s": wall_s,
@@ -85,9 +78,9 @@ def summarize(
         "error_rate": errors / expected,
         "errors_sample": [o.error for o in failed[:3]],
         "respond_ms": r,
-        "stages_ms": {s.removesuffix("_ms"): _pcts(v) for s, v in stages.items()},
-        "caller_v2v_ms": _pcts([v for o in outcomes for v in o.caller_v2v_ms]),
-        "barge_in_ms": _pcts([o.barge_in_ms for o in outcomes if o.barge_in_ms is not None]),
+        "stages_ms": {s.removesuffix("_ms"): percentiles(v) for s, v in stages.items()},
+        "caller_v2v_ms": percentiles([v for o in outcomes for v in o.caller_v2v_ms]),
+        "barge_in_ms": percentiles([o.barge_in_ms for o in outcomes if o.barge_in_ms is not None]),
         "call_minutes": call_minutes,
         "gateway_cpu_s": gateway_cpu_s,
         "gateway_cpu_s_per_call_minute": gateway_cpu_s / call_minutes if call_minutes else None,
