@@ -28,6 +28,9 @@ class Reply:
         latency_ms: stage latencies of this reply (``llm_ttft_ms``, ``tts_first_audio_ms``, …), ms.
         started_at: when the reply was created, Unix seconds.
         first_frame_at: loop time (``loop.time()``) when its first frame left for the caller.
+        speech_end: loop time the caller's speech ended, for an answer to it; when set, the first
+            frame records ``latency_ms["voice_to_voice_ms"]`` (so a reply cut short by a barge-in or
+            a hang-up keeps it).
         interrupted: the caller cut it off (barge-in) or hung up before its end mark.
         recorded: its turn has been written to the call's record.
     """
@@ -38,6 +41,7 @@ class Reply:
     latency_ms: dict[str, float] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     first_frame_at: float | None = None
+    speech_end: float | None = None
     interrupted: bool = False
     recorded: bool = False
     history_msg: dict[str, str] | None = None
@@ -95,6 +99,8 @@ class Reply:
         """Its first frame left for the caller at loop time ``at`` (later calls are ignored)."""
         if self.first_frame_at is None:
             self.first_frame_at = at
+            if self.speech_end is not None:
+                self.latency_ms["voice_to_voice_ms"] = (at - self.speech_end) * 1000
             self._first_frame.set()
 
     def mark_played(self, name: str) -> None:

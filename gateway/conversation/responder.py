@@ -223,6 +223,7 @@ class Responder:
         ctx = self.ctx
         reply = self.new_reply("reply")
         reply.latency_ms.update(latency)
+        reply.speech_end = speech_end
         messages, tools = self._llm_request(text)
         turn = user_turn or Turn.caller(text)
         calls: list[ToolCall] = []
@@ -257,9 +258,7 @@ class Responder:
         if calls:
             await self.run_tools(calls, reply)
         if speech_end is not None and reply.spoken:
-            first = await reply.wait_for_first_frame()
-            if first is not None:
-                reply.latency_ms["voice_to_voice_ms"] = (first - speech_end) * 1000
+            await reply.wait_for_first_frame()  # its voice-to-voice latency is known from then on
         for key, value in reply.latency_ms.items():
             STAGE_LATENCY.labels(key.removesuffix("_ms")).observe(value / 1000)
 

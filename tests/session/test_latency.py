@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes import FakeLLM, FakeSTT, FakeTTS, HangUp, Say, run_call
-from tests.session.support import PROBLEM, finished, greeted
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, HangUp, Say, Until, run_call
+from tests.session.support import LONG_REPLY, PROBLEM, finished, greeted
 
 
 async def test_each_stage_of_a_reply_is_timed_and_they_add_up_to_what_the_caller_waits() -> None:
@@ -31,3 +31,18 @@ async def test_each_stage_of_a_reply_is_timed_and_they_add_up_to_what_the_caller
     assert lat["voice_to_voice_ms"] == pytest.approx(heard_wait_ms, abs=40)
     stages = lat["endpointing_ms"] + lat["stt_ms"] + lat["llm_ttft_ms"] + lat["tts_first_audio_ms"]
     assert stages - 40 <= lat["voice_to_voice_ms"] <= stages + 100
+
+
+async def test_a_reply_cut_short_by_a_hang_up_keeps_its_voice_to_voice_latency() -> None:
+    """The caller's wait is known once the first frame of the answer plays, whatever happens after."""
+    tts = FakeTTS(first_audio_s=0.3)
+    llm = FakeLLM([LONG_REPLY], ttft_s=0.4, token_delay_s=0.2)  # slow tokens: the reply is still coming
+    started = Until(lambda t: any(t.log.first_frame(r) is not None for r in t.log.replies("reply")), "answer starts")
+    script = [greeted(), Say(PROBLEM, 1500), started, HangUp()]
+    call = await run_call(script, llm=llm, tts=tts, endpoint_silence_ms=500)
+
+    (reply,) = call.agent_turns("reply")
+    assert reply["interrupted"]
+    first = call.log.first_frame(reply["reply_id"])
+    assert first is not None
+    assert reply["latency_ms"]["voice_to_voice_ms"] == pytest.approx((first - call.log.spoken[0].end) * 1000, abs=40)
