@@ -36,7 +36,7 @@ def _out(line: str = "") -> None:
     sys.stdout.flush()
 
 
-async def wait_webhook(sink_url: str, call_sid: str, timeout_s: float = 60.0) -> dict[str, Any] | None:
+async def wait_webhook(sink_url: str, call_sid: str, timeout_s: float = 180.0) -> dict[str, Any] | None:
     """Poll the development webhook sink until it has received ``call_sid``'s ``call.completed``
     (it is sent once post-call extraction is done: seconds after hang-up on CPU)."""
     deadline = time.monotonic() + timeout_s

@@ -347,13 +347,31 @@ class SimulatedCall:
         raise TimeoutError(f"no complete {what} from the agent within {timeout_s}s")
 
     async def _wait_reply(self, timeout_s: float, settle_s: float) -> None:
+        """Wait for the answer to start, then until it has played to its end: an end mark
+        (``…:end``, the gateway's mark after a reply's last frame) sent after the caller spoke has
+        been played and echoed, and the line has been quiet for ``settle_s`` (or the gateway closed
+        the stream). Quiet alone is not enough: on a loaded host the next sentence of a long answer
+        can take longer than ``settle_s`` to arrive."""
+        marks_before = len(self.result.marks_received)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.result.reply_first_audio_at is not None:
-                await self._wait_agent_done(max(deadline - time.monotonic(), 0.1), settle_s, "reply")
-                return
+                break
             await asyncio.sleep(0.05)
-        raise TimeoutError(f"the agent did not reply within {timeout_s}s")
+        else:
+            raise TimeoutError(f"the agent did not reply within {timeout_s}s")
+
+        def ended() -> bool:
+            echoed = set(self.result.marks_echoed)
+            new_marks = self.result.marks_received[marks_before:]
+            return self.closed_by_server or any(m.endswith(":end") and m in echoed for m in new_marks)
+
+        while time.monotonic() < deadline:
+            if ended():
+                break
+            await asyncio.sleep(0.05)
+        if not self.closed_by_server:
+            await self._wait_agent_done(max(deadline - time.monotonic(), 0.1), settle_s, "reply")
 
 
 async def fetch_call(base_url: str, call_sid: str, wait_ended_s: float = 5.0, admin_key: str | None = None) -> dict:
