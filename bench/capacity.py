@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from bench.llm_warmup import warm_up
 from bench.load import CallOutcome, Line, run_load, synthesize_lines
-from bench.meters import CoreUsage, GpuMonitor, group_cpu_seconds, parse_cpus, pin, process_stat
+from bench.meters import CoreUsage, GpuMonitor, GroupCpu, parse_cpus, pin, process_stat
 from bench.report import TARGETS_MS, capacity_at, plot, print_level, print_summary, summarize
 from bench.script import BARGE_IN_LINE, SCRIPT
 from tools.stack import Ports, Service, Stack, free_port
@@ -177,7 +177,7 @@ def run_design(design: str, args: argparse.Namespace, lines: list[Line] | None) 
         )
         for n in args.levels:
             cpu0, t0 = stack.gateway_cpu(), time.monotonic()
-            groups0, load0, cores = group_cpu_seconds(), _load_cpu_seconds(), CoreUsage()
+            groups, load0, cores = GroupCpu(), _load_cpu_seconds(), CoreUsage()
             with GpuMonitor() as gpu:
                 outcomes: list[CallOutcome] = run_load(
                     stack.gateway_urls,
@@ -192,7 +192,7 @@ def run_design(design: str, args: argparse.Namespace, lines: list[Line] | None) 
                 )
             wall = time.monotonic() - t0
             level = summarize(n, outcomes, stack.gateway_cpu() - cpu0, wall, args.target_ms)
-            groups1 = group_cpu_seconds()
+            group_s = groups.since()
             minutes = level["call_minutes"] or float("nan")
             level["cpu"] = {
                 "stack_cores_busy": cores.busy(args.stack_cpu_set),
@@ -200,7 +200,7 @@ def run_design(design: str, args: argparse.Namespace, lines: list[Line] | None) 
                 "stack_cores": len(args.stack_cpu_set) if args.stack_cpu_set else os.cpu_count(),
                 "load_cores": len(args.load_cpu_set) if args.load_cpu_set else None,
                 "s_per_call_minute": {
-                    **{g: (groups1[g] - groups0[g]) / minutes for g in groups1},
+                    **{g: s / minutes for g, s in group_s.items()},
                     "load_generator": (_load_cpu_seconds() - load0) / minutes,
                 },
             }

@@ -3,8 +3,9 @@
 * :class:`CoreUsage` — busy share of a set of CPU cores between two points in time, from the
   per-CPU lines of ``/proc/stat`` (Linux; ``user + nice + system + irq + softirq + steal`` over
   all jiffies, as ``top``/``mpstat`` count it).
-* :func:`group_cpu_seconds` — user + system CPU seconds of every live process whose command line
-  matches a group's pattern (``/proc/<pid>/stat`` fields 14–15), so services started by someone
+* :class:`GroupCpu` — user + system CPU seconds of every live process
+  whose command line matches a group's pattern, per process between two points in time
+  (``/proc/<pid>/stat`` fields 14–15), so services started by someone
   else (the vLLM server and its engine-core process) are counted too.
 * :class:`GpuMonitor` — ``nvidia-smi dmon`` sampled once a second in the background; per level
   it reports SM and memory-bandwidth utilisation (%) and the framebuffer memory in use (MiB).
@@ -110,24 +111,47 @@ class CoreUsage:
         return busy / total if total else None
 
 
-def group_cpu_seconds(groups: dict[str, re.Pattern[str]] = GROUPS) -> dict[str, float]:
-    """CPU seconds used so far by the live processes of each group (this process excluded)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    totals = dict.fromkeys(groups, 0.0)
-    me = os.getpid()
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            fields = process_stat(int(entry.name))
-        except OSError:
-            continue  # gone meanwhile
-        for name, pattern in groups.items():
-            if pattern.search(cmd):
-                totals[name] += (int(fields[11]) + int(fields[12])) / tick
-                break
-    return totals
+class GroupCpu:
+    """CPU seconds of each process group between two points in time, counted per process.
+
+    A snapshot maps every live process whose command line matches a group's pattern to its user +
+    system CPU seconds (``/proc/<pid>/stat`` fields 14–15); :meth:`since` sums, per group, each
+    process's growth since the earlier snapshot (a process new since then counts from 0, one that
+    exited meanwhile drops out). Summing whole groups at each end instead goes negative when a
+    process of the group exits during the interval (a previous design's service still shutting
+    down) and counts processes that merely came or went.
+    """
+
+    def __init__(self, groups: dict[str, re.Pattern[str]] = GROUPS) -> None:
+        self.groups = groups
+        self.t0 = self.snapshot()
+
+    def snapshot(self) -> dict[int, tuple[str, float]]:
+        """``{pid: (group, cpu_seconds)}`` of the live matching processes (this process excluded)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        me = os.getpid()
+        out: dict[int, tuple[str, float]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            try:
+                cmd = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                fields = process_stat(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+            for name, pattern in self.groups.items():
+                if pattern.search(cmd):
+                    out[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+                    break
+        return out
+
+    def since(self) -> dict[str, float]:
+        """CPU seconds per group since this meter was made (every group present, 0.0 if idle)."""
+        totals = dict.fromkeys(self.groups, 0.0)
+        for pid, (name, cpu) in self.snapshot().items():
+            before = self.t0.get(pid)
+            totals[name] += cpu - (before[1] if before is not None and before[0] == name else 0.0)
+        return totals
 
 
 class GpuMonitor:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.capacity import auto_gateways, design_env
-from bench.meters import CoreUsage, GpuMonitor, group_cpu_seconds, parse_cpus
+from bench.meters import CoreUsage, GpuMonitor, GroupCpu, parse_cpus
 
 DMON = """\
 # gpu     sm    mem    enc    dec    jpg    ofa     fb   bar1   ccpm
@@ -44,18 +44,19 @@ def test_core_usage_sees_a_busy_core() -> None:
     assert busy is not None and 0.2 / (os.cpu_count() or 1) < busy <= 1.0
 
 
-def test_group_cpu_seconds_counts_a_matching_process() -> None:
+def test_group_cpu_counts_a_matching_process() -> None:
     code = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\ntime.sleep(5)"
+    groups = {"probe": re.compile("marker-switchboard-meter"), "none": re.compile("no-such-process-xyz")}
+    meter = GroupCpu(groups)
     proc = subprocess.Popen([sys.executable, "-c", code, "marker-switchboard-meter"])
     try:
-        groups = {"probe": re.compile("marker-switchboard-meter"), "none": re.compile("no-such-process-xyz")}
         deadline = time.monotonic() + 5
         seen = 0.0
         while time.monotonic() < deadline and seen < 0.35:
             time.sleep(0.1)
-            seen = group_cpu_seconds(groups)["probe"]
+            seen = meter.since()["probe"]
         assert 0.35 <= seen < 2.0
-        assert group_cpu_seconds(groups)["none"] == 0.0
+        assert meter.since()["none"] == 0.0
     finally:
         proc.kill()
         proc.wait()
@@ -93,3 +94,26 @@ def test_auto_gateways_follows_load_and_cores() -> None:
     assert auto_gateways(1, 5) == 1
     assert design_env("ours", gpu=True)["GATEWAY_LISTENING__SMART_TURN_BACKEND"] == "stt"
     assert "GATEWAY_LISTENING__SMART_TURN_BACKEND" not in design_env("seed", gpu=True)
+
+
+def test_group_cpu_counts_per_process_so_one_that_exits_cannot_make_a_group_negative() -> None:
+    busy = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    groups = {"probe": re.compile("marker-switchboard-group")}
+    old = subprocess.Popen([sys.executable, "-c", busy.format(s=0.5), "marker-switchboard-group"])
+    new = None
+    try:
+        time.sleep(1.0)  # the old process has used its 0.5 s
+        meter = GroupCpu(groups)
+        old.kill()
+        old.wait()
+        new = subprocess.Popen([sys.executable, "-c", busy.format(s=0.3), "marker-switchboard-group"])
+        deadline, used = time.monotonic() + 5, 0.0
+        while time.monotonic() < deadline and used < 0.25:
+            time.sleep(0.1)
+            used = meter.since()["probe"]
+        assert 0.25 <= used < 1.5  # the new process's work only: not minus the exited one's 0.5 s
+    finally:
+        for proc in (old, new):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
