@@ -12,7 +12,7 @@ Designs, compared in the same run on the same host:
 * ``seed`` — the seeds' design: one faster-whisper instance per call slot, each decoding one
   request at a time (``--seed-stt-instances`` STT processes with ``STT_MAX_BATCH=1``, each
   gateway process bound to one), and one TTS request at a time (``TTS_MAX_BATCH=1``,
-  ``TTS_MAX_INFLIGHT=1``).
+  ``TTS_MAX_INFLIGHT=1``, no phrase cache).
 
 The target applies to the **response latency**: from the moment the gateway decides the caller's
 turn is over to the first agent audio frame it sends (STT + LLM first token + TTS first audio +
@@ -63,8 +63,8 @@ def design_env(design: str, gpu: bool) -> dict[str, str]:
     On a GPU host ``ours`` also moves Smart Turn off the gateways into the STT service's batched
     ``POST /v1/turn`` (docs/turn-taking.md); the seed design keeps one check per call in its gateway.
     """
-    if design == "seed":
-        return {"STT_MAX_BATCH": "1", "TTS_MAX_BATCH": "1", "TTS_MAX_INFLIGHT": "1"}
+    if design == "seed":  # the seeds' TTS synthesised every segment: no phrase cache
+        return {"STT_MAX_BATCH": "1", "TTS_MAX_BATCH": "1", "TTS_MAX_INFLIGHT": "1", "TTS_PHRASE_CACHE_MB": "0"}
     env = {"STT_MAX_BATCH": "0", "TTS_MAX_BATCH": "16" if gpu else "1"}
     if gpu:
         env["GATEWAY_LISTENING__SMART_TURN_BACKEND"] = "stt"

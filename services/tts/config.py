@@ -53,3 +53,8 @@ class TTSSettings(ServiceSettings):
     has this many words ("A repair usually costs", then "150 to 300 dollars."; rules in
     ``services/tts/segmenter.py``; issue 13: TTS first audio p50 −36 % on the CPU stack,
     docs/benchmarks.md); 0 = off."""
+    phrase_cache_mb: float = 32.0
+    """Audio of repeated segments kept in RAM (the greeting, re-prompts, openers such as "Sure,"): a
+    cached segment is answered without synthesis (``services/tts/phrase_cache.py``); 0 = off."""
+    phrase_cache_max_chars: int = 120
+    """Only segments of at most this many characters (after normalisation) are cached."""

@@ -30,7 +30,9 @@ import numpy as np
 
 from services.tts.config import TTSSettings
 from services.tts.feed import LOOKAHEAD_SEGMENTS, SegmentFeed
+from services.tts.metrics import PHRASE_CACHE
 from services.tts.normalize import normalize_for_speech
+from services.tts.phrase_cache import PhraseCache
 from services.tts.scheduler import Scheduler, StreamTicket
 from services.tts.segmenter import split_text
 
@@ -165,6 +167,12 @@ class KokoroEngine:
         if settings.default_voice not in self._styles:
             raise UnknownVoiceError(settings.default_voice)
         self.tokenizer = Tokenizer(vocab=_onnx_vocab(self.backend) or {})
+        max_chars = settings.phrase_cache_max_chars
+        self.phrase_cache: PhraseCache[SegmentJob] = PhraseCache(
+            lambda job: job if len(job.text) <= max_chars else None,
+            int(settings.phrase_cache_mb * 1024 * 1024),
+            on_lookup=lambda hit: PHRASE_CACHE.labels("hit" if hit else "miss").inc(),
+        )
         self.scheduler: Scheduler[SegmentJob, np.ndarray] = Scheduler(
             self.render_batch,
             max_inflight=settings.max_inflight,
@@ -172,6 +180,7 @@ class KokoroEngine:
             batch_wait_s=settings.batch_wait_ms / 1000.0,
             max_queue=settings.max_queue,
             on_batch=self._on_batch,
+            cache=self.phrase_cache,
         )
         self.lookahead = LOOKAHEAD_SEGMENTS
         """Most segments of one request or WebSocket queued or running at once (:mod:`services.tts.feed`)."""

@@ -27,3 +27,4 @@ RTF = Histogram(
 CANCELLED = Counter("tts_cancelled_total", "Syntheses dropped by cancel or client disconnect", ["endpoint"])
 QUEUE_DEPTH = Gauge("tts_queue_depth", "Segments waiting for synthesis")
 INFLIGHT = Gauge("tts_inflight_batches", "Synthesis batches running now")
+PHRASE_CACHE = Counter("tts_phrase_cache_lookups_total", "Phrase-cache lookups of cacheable segments", ["result"])

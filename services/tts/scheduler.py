@@ -13,6 +13,9 @@
   backend supports it; see :class:`services.tts.engine.Backend`).
 * Cancellation: a job whose future was cancelled (barge-in, client gone) is dropped when dequeued;
   a batch already on the accelerator finishes and its result is discarded.
+* Repeats: with a :class:`services.tts.phrase_cache.PhraseCache`, a job whose result is cached is
+  answered at once (a done future; it takes no queue slot and waits behind no batch), and each
+  result computed is offered to the cache.
 * The bound counts segments of every caller, so a long input is not submitted all at once:
   :class:`services.tts.feed.SegmentFeed` keeps a few of its segments queued and waits
   (:meth:`Scheduler.wait_for_room`) to submit the rest.
@@ -27,6 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
+from services.tts.phrase_cache import PhraseCache
 from shared.errors import QueueFullError
 
 log = logging.getLogger(__name__)
@@ -66,6 +72,7 @@ class Scheduler(Generic[P, R]):
         batch_wait_s: how long a worker waits for more jobs to fill a batch, seconds.
         max_queue: jobs allowed to wait.
         on_batch: optional callback ``(batch_size) -> None`` for metrics.
+        cache: optional cache of results by payload (repeated phrases), checked before queueing.
     """
 
     def __init__(
@@ -76,8 +83,10 @@ class Scheduler(Generic[P, R]):
         batch_wait_s: float = 0.0,
         max_queue: int = 64,
         on_batch: Callable[[int], None] | None = None,
+        cache: PhraseCache[P] | None = None,
     ) -> None:
         self._run_batch = run_batch
+        self.cache = cache
         self.max_inflight = max(1, max_inflight)
         self.max_batch = max(1, max_batch)
         self.batch_wait_s = batch_wait_s
@@ -131,10 +140,15 @@ class Scheduler(Generic[P, R]):
         Raises:
             QueueFullError: ``max_queue`` jobs are already waiting.
         """
+        loop = asyncio.get_running_loop()
+        cached = self.cache.get(payload) if self.cache is not None else None
+        if cached is not None:
+            done: asyncio.Future[Any] = loop.create_future()
+            done.set_result(cached)
+            return done
         if not self.has_room:
             raise QueueFullError(self._queue.qsize(), what="synthesis")
         ticket = ticket or StreamTicket()
-        loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         job = _Job(ticket.pending, next(self._seq), payload, future, ticket)
         ticket.pending += 1
@@ -195,6 +209,8 @@ class Scheduler(Generic[P, R]):
                         job.future.set_exception(exc)
             else:
                 for job, result in zip(batch, results, strict=True):
+                    if self.cache is not None and isinstance(result, np.ndarray):
+                        self.cache.put(job.payload, result)
                     if not job.future.done():
                         job.future.set_result(result)
             finally:

@@ -50,6 +50,8 @@ def fake_backend(tts_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[F
     engine = tts_server.app.state.engine
     fake = FakeBackend(engine.scheduler)
     monkeypatch.setattr(engine, "backend", fake)
+    # Admission is under test: every "Hi." must be a synthesis job, not a phrase-cache hit.
+    monkeypatch.setattr(engine.phrase_cache, "max_bytes", 0)
     yield fake
 
 
