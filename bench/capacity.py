@@ -38,6 +38,7 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -156,8 +157,13 @@ class DesignStack:
         self.core.stop()
 
 
-def run_design(design: str, args: argparse.Namespace, lines: list[Line] | None) -> dict[str, Any]:
-    """All load levels of one design; stops one level after the target breaks."""
+def run_design(
+    design: str, args: argparse.Namespace, lines: list[Line] | None, checkpoint: Callable[[list[dict[str, Any]]], None]
+) -> dict[str, Any]:
+    """All load levels of one design; stops one level after the target breaks.
+
+    ``checkpoint(levels)`` is called after each level with the levels so far (a partial report is
+    written, so a run cut short on a lent machine still leaves its measured levels)."""
     log_dir = Path(args.log_dir) / design
     levels: list[dict[str, Any]] = []
     with DesignStack(design, args, log_dir) as stack:
@@ -207,6 +213,7 @@ def run_design(design: str, args: argparse.Namespace, lines: list[Line] | None) 
             level["gpu"] = gpu.summary()
             levels.append(level)
             print_level(design, level)
+            checkpoint(levels)
             p95 = level["respond_ms"]["p95"]
             if p95 is None or p95 > max(args.stop_ms or 0, args.target_ms) or level["error_rate"] > 0.2:
                 break  # the level that breaks the target (or --stop-ms) is the last one measured
@@ -287,31 +294,43 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     started = time.time()
     llm_source = _llm_source(args)
-    results = []
+    results: list[dict[str, Any]] = []
     lines: list[Line] | None = None
+
+    def report_of(designs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "host": args.host or platform.node(),
+            "cpu_count": os.cpu_count(),
+            "stack_cpus": args.stack_cpus,
+            "load_cpus": args.load_cpus,
+            "started_at": started,
+            "target_ms": args.target_ms,
+            "target_metric": "respond_ms p95 (turn detected → first agent audio frame)",
+            "llm": llm_source,
+            "llm_warmup": getattr(args, "llm_warmup_info", None),
+            "usd_per_hour": args.usd_per_hour,
+            "script": {"turns": args.turns, "barge_in": args.barge_in, "ramp_s": args.ramp_s},
+            "command": " ".join(sys.argv),
+            "designs": designs,
+        }
+
+    def write(report: dict[str, Any]) -> None:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+
     for design in args.designs.split(","):
-        result = run_design(design, args, lines)
+
+        def checkpoint(levels: list[dict[str, Any]], design: str = design) -> None:
+            write(report_of([*results, {"design": design, "partial": True, "levels": levels}]))
+
+        result = run_design(design, args, lines, checkpoint)
         lines = result.pop("_lines")
         results.append(result)
-    report = {
-        "host": args.host or platform.node(),
-        "cpu_count": os.cpu_count(),
-        "stack_cpus": args.stack_cpus,
-        "load_cpus": args.load_cpus,
-        "started_at": started,
-        "target_ms": args.target_ms,
-        "target_metric": "respond_ms p95 (turn detected → first agent audio frame)",
-        "llm": llm_source,
-        "llm_warmup": getattr(args, "llm_warmup_info", None),
-        "usd_per_hour": args.usd_per_hour,
-        "script": {"turns": args.turns, "barge_in": args.barge_in, "ramp_s": args.ramp_s},
-        "command": " ".join(sys.argv),
-        "designs": results,
-    }
+    report = report_of(results)
     print_summary(report)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write(report)
         _out(f"wrote {args.json}")
     if args.png:
         plot(report, args.png)
