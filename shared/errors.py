@@ -8,11 +8,18 @@ Error body shape (as the OpenAI API returns it)::
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+log = logging.getLogger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status nginx logs for a request whose client went away before the answer (nobody reads it)."""
 
 
 class APIError(Exception):
@@ -50,7 +57,14 @@ class APIError(Exception):
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Make ``APIError`` and request validation errors answer with OpenAI-shaped bodies."""
+    """Make ``APIError`` and request validation errors answer with OpenAI-shaped bodies, and a
+    client that hangs up while its body is still being read (the gateway cancelling an early
+    transcription or a turn check) end the request quietly with 499 instead of a 500 traceback."""
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _: ClientDisconnect) -> Response:
+        log.debug("client went away while sending %s %s", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:

@@ -41,7 +41,7 @@ from services.stt.schemas import (
 )
 from services.stt.service import STTService
 from shared.disconnect import ClientDisconnected, cancel_on_disconnect
-from shared.errors import APIError, QueueFullError
+from shared.errors import CLIENT_CLOSED_REQUEST, APIError, QueueFullError
 from shared.gpu import GPUInfo, gpu_info
 
 router = APIRouter()
@@ -263,7 +263,7 @@ async def transcriptions(
     }
     done = await transcribe_watching(request, audio, options, endpoint)
     if done is None:
-        return Response(status_code=499)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     result, _ = done
     if response_format is ResponseFormat.text:
         return PlainTextResponse(result.text + "\n")
@@ -307,5 +307,5 @@ async def transcriptions_raw(
         raise APIError(415, str(exc), param="body", code="unsupported_audio") from exc
     done = await transcribe_watching(request, audio, {"language": language, "prompt": prompt}, endpoint)
     if done is None:
-        return Response(status_code=499)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     return Transcription(text=done[0].text)

@@ -25,7 +25,7 @@ from services.tts.normalize import normalize_for_speech
 from services.tts.schemas import Health, Ready, SpeechRequest, VoiceInfo, VoicesResponse
 from services.tts.segmenter import split_text
 from shared.disconnect import ClientDisconnected, cancel_on_disconnect
-from shared.errors import APIError, QueueFullError
+from shared.errors import CLIENT_CLOSED_REQUEST, APIError, QueueFullError
 from shared.gpu import GPUInfo, gpu_info
 
 router = APIRouter()
@@ -159,7 +159,7 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         feed.cancel()
         CANCELLED.labels("speech").inc()
         REQUESTS.labels("speech", "client_gone").inc()
-        return Response(status_code=499)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     except asyncio.CancelledError:  # the server is shutting down
         feed.cancel()
         CANCELLED.labels("speech").inc()
