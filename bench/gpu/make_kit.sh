@@ -21,7 +21,7 @@ download() {
 
 download .gpu/whl1 ctranslate2==4.8.5 espeakng-loader==0.2.4 faster-whisper==1.2.1
 download .gpu/whl2 \
-    aiohttp-retry==2.9.1 aiosqlite==0.22.1 alembic==1.20.1 annotated-types==0.8.0 anyio==4.16.0 cffi==2.1.1 distro==1.9.0 dlinfo==2.0.0 \
+    orjson==3.13.0 threadpoolctl==3.8.0 aiohttp-retry==2.9.1 aiosqlite==0.22.1 alembic==1.20.1 annotated-types==0.8.0 anyio==4.16.0 cffi==2.1.1 distro==1.9.0 dlinfo==2.0.0 \
     fastapi==0.165.0 greenlet==3.5.6 h11==0.16.0 httpcore2==2.16.2 httptools==0.9.0 httpx2==2.16.2 idna==3.20 jiter==0.19.0 \
     kokoro==0.9.4 kokoro-onnx==0.6.1 loguru==0.7.3 mako==1.4.3 num2words==0.5.14 openai==3.54.0 opentelemetry-api==1.45.2 phonemizer==3.4.0 \
     pycparser==3.12 pydantic==2.14.3 pydantic-core==2.50.4 pydantic-settings==2.16.3 pyjwt==2.15.1 python-dotenv==1.2.4 python-multipart==0.0.34 redis==8.1.0 \

@@ -26,8 +26,12 @@ def create_app(settings: STTSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from threadpoolctl import threadpool_limits
+
         from services.stt.service import STTService
         from services.stt.turn_batching import TurnService
+
+        threadpool_limits(limits=settings.blas_threads, user_api="blas")  # process-wide, for every thread
 
         service = STTService(settings)  # raises FileNotFoundError: refuse to start
         app.state.stt = service

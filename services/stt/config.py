@@ -28,6 +28,11 @@ class STTSettings(ServiceSettings):
     """CTranslate2 compute type: ``int8`` (CPU), ``float16``/``int8_float16`` (GPU), ``default``…"""
     cpu_threads: int = 2
     """Intra-op threads of CTranslate2 on CPU."""
+    blas_threads: int = Field(default=1, ge=1)
+    """numpy's BLAS (OpenBLAS) threads in this process, set at start (threadpoolctl). Feature extraction
+    and Smart Turn's Whisper features already run in the service's own thread pools; OpenBLAS's own
+    threads (one per core by default) spin between calls: 25–30 % more CPU for the same requests on
+    2 cores (docs/benchmarks.md), more on a host with many cores."""
     device_index: int = 0
     language: str | None = "en"
     """Default language when a request names none (``None``: detect, multilingual models only)."""

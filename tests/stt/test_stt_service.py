@@ -201,3 +201,12 @@ def test_missing_model_refuses_to_start(tmp_path: Path) -> None:
     app = create_app(STTSettings(port=1, model=str(tmp_path) + "/no-such-model"))
     with pytest.raises(FileNotFoundError, match="make models"), TestClient(app):
         pass
+
+
+def test_the_service_caps_numpys_blas_threads(server: Server) -> None:
+    """OpenBLAS's own threads spin between the service's many small feature extractions: the service
+    runs with ``STT_BLAS_THREADS`` (1) of them, whatever the host's core count."""
+    from threadpoolctl import threadpool_info
+
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    assert blas and all(info["num_threads"] == 1 for info in blas)
