@@ -45,7 +45,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         from gateway.upstream.tts_stream import TTSStreamClient
         from gateway.upstream.turn import RemoteTurnDetector
         from shared.smart_turn import SmartTurn
+        from shared.threads import limit_blas_threads
 
+        limit_blas_threads(settings.blas_threads)
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         from gateway.after_call.orphans import CallSweeper, new_gateway_id, sweep_database
         from gateway.telephony.signature import StreamTokens

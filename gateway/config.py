@@ -97,6 +97,10 @@ class GatewaySettings(ServiceSettings):
     its state is in Redis and its stream token is an HMAC, so the webhook and the stream may land
     in different workers). More than one turns on Prometheus' multiprocess mode (``/metrics``
     sums every worker) and runs the migrations once before the workers start."""
+    blas_threads: int = Field(default=1, ge=1)
+    """numpy's BLAS (OpenBLAS) threads in each gateway process, set at start (``shared/threads.py``):
+    OpenBLAS's one-per-core threads spin after the Smart Turn features' matrix products (a check cost
+    77 ms of CPU with 2 of them, 43 ms with 1, on the 2-core build box)."""
     environment: str = "development"
     """``production`` refuses to start with a placeholder Twilio auth token, admin key or webhook secret."""
     public_url: str | None = None

@@ -26,12 +26,11 @@ def create_app(settings: STTSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from threadpoolctl import threadpool_limits
-
         from services.stt.service import STTService
         from services.stt.turn_batching import TurnService
+        from shared.threads import limit_blas_threads
 
-        threadpool_limits(limits=settings.blas_threads, user_api="blas")  # process-wide, for every thread
+        limit_blas_threads(settings.blas_threads)
 
         service = STTService(settings)  # raises FileNotFoundError: refuse to start
         app.state.stt = service

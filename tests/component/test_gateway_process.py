@@ -169,3 +169,13 @@ def test_a_killed_gateways_call_is_finished_by_the_next_gateway(
     assert db_status(process_env, call.call_sid) == "gateway-lost"
     stored = redis.Redis.from_url(speech_stack.redis_url, decode_responses=True).hgetall(f"sb:call:{call.call_sid}")
     assert stored["status"] == "gateway-lost"
+
+
+def test_the_gateway_caps_numpys_blas_threads(gateway) -> None:
+    """Smart Turn's features are numpy matrix products: OpenBLAS's spinning threads are capped at
+    ``GATEWAY_BLAS_THREADS`` (1) per gateway process (here the in-process gateway's)."""
+    from threadpoolctl import threadpool_info
+
+    gateway(blas_threads=1)
+    blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    assert blas and all(n == 1 for n in blas)
