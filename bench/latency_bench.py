@@ -15,8 +15,10 @@ import argparse
 import asyncio
 import json
 import logging
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -96,7 +98,12 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     stack = None
     if args.gateway_url is None:
-        stack = Stack(Ports.free(), reuse=False, log_dir=Path("var/bench-latency-logs"))
+        # A fresh database each run: calls of an earlier (or interrupted) run must not leave their
+        # post-call extractions and webhooks queued in front of this run's turns on the one LLM.
+        data_dir = Path(tempfile.mkdtemp(prefix="bench-latency-data-"))
+        stack = Stack(
+            Ports.free(), reuse=False, log_dir=Path("var/bench-latency-logs"), env={"GATEWAY_DATA_DIR": str(data_dir)}
+        )
         stack.start()
         gateway_url, tts_url = stack.gateway_url, f"http://127.0.0.1:{stack.ports.tts}"
     else:
@@ -122,6 +129,7 @@ def main() -> int:
     finally:
         if stack is not None:
             stack.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
     rows = [(s.removesuffix("_ms"), v) for s, v in stages.items()] + [("voice_to_voice (caller)", heard)]
     _out(f"\nvoice-to-voice latency per stage, {turns} turns (ms)")
     _out(f"| {'stage':<24} | {'n':>3} | {'p50':>7} | {'p95':>7} | {'mean':>7} |")
