@@ -247,9 +247,15 @@ class Stack:
     def start(self, timeout_s: float = 180.0) -> None:
         """Start (or reuse) every service and wait until all are healthy.
 
+        A program that owns a stack and keeps SIGTERM's default action (a benchmark, ``make call``)
+        gets SIGTERM turned into ``SystemExit`` from here on, so its ``finally: stack.stop()`` runs:
+        the services run in process groups of their own and would otherwise outlive it.
+
         Raises:
             RuntimeError: a port is taken by something unhealthy, a process died, or timeout.
         """
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             # Model services load in parallel; the gateway starts once its upstreams are up.
             for svc in self.services:
@@ -319,6 +325,10 @@ def _pump(name: str, proc: subprocess.Popen[bytes]) -> None:
     for line in proc.stdout:
         sys.stdout.write(f"{name:>8} | {line.decode(errors='replace')}")
         sys.stdout.flush()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main() -> int:
