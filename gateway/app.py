@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway.admin import routers as admin_routers
+from gateway.browser.routes import close_browser_calls
+from gateway.browser.routes import router as browser_router
 from gateway.config import GatewaySettings
 from gateway.metrics import watch_event_loop_lag
 from gateway.telephony.routes import router as telephony_router
@@ -125,6 +127,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await close_browser_calls(app.state, settings.shutdown_timeout_s)
             lag_monitor.cancel()
             await sweeper.stop()
             if db_runtime is not None:
@@ -140,7 +143,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db_runtime = None
     app.state.stream_tokens = None
+    app.state.browser_calls = set()
     app.include_router(telephony_router)
+    app.include_router(browser_router)
     for admin_router in admin_routers:
         app.include_router(admin_router)
     mount_metrics(app)
