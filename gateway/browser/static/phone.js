@@ -7,6 +7,7 @@ const params = new URLSearchParams(location.search);
 const agent = params.get("agent") || "";
 const LOUD_RMS = 0.02;       // a 20 ms window louder than this is speech (caller) or agent audio
 const ONSET_QUIET_MS = 400;  // agent audio after this much quiet starts a new utterance
+const CALLER_DONE_MS = 150;  // the caller counts as done talking after this much quiet
 
 // What the page measured; tests and curious developers read it (window.phone).
 const phone = window.phone = {
@@ -125,7 +126,8 @@ function meter(micAnalyser, remoteAnalyser) {
     phone.remotePeak = Math.max(phone.remotePeak, level);
     $("#level div").style.width = `${Math.min(100, level * 400)}%`;
     if (level > LOUD_RMS) {
-      if (!remoteLoud && now - remoteQuietSince >= ONSET_QUIET_MS && callerSpokeSinceOnset && lastMicLoud) {
+      const callerDone = lastMicLoud && now - lastMicLoud >= CALLER_DONE_MS;
+      if (!remoteLoud && now - remoteQuietSince >= ONSET_QUIET_MS && callerSpokeSinceOnset && callerDone) {
         onsetHeard(now - lastMicLoud);
       }
       remoteLoud = true;
