@@ -203,9 +203,10 @@ def main() -> int:
     parser.add_argument("--agent", type=int, default=None, help="agent id (default: the default agent)")
     parser.add_argument("--url", default=None, help="a running gateway (default: start or reuse the local stack)")
     parser.add_argument("--screenshot", type=Path, default=None, help="save the page as a PNG")
-    parser.add_argument("--lead-s", type=float, default=9.0, help="microphone silence before the recording, s")
+    parser.add_argument("--lead-s", type=float, default=12.0, help="microphone silence before the recording, s")
     parser.add_argument("--timeout-s", type=float, default=90.0, help="longest wait for the answer, s")
     parser.add_argument("--log-dir", type=Path, default=Path("var/log"))
+    parser.add_argument("--free-ports", action="store_true", help="start a private stack on free ports (reuse nothing)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not args.audio.is_file():
@@ -213,9 +214,9 @@ def main() -> int:
         return 2
     if args.url:
         return run(args.url, args.audio, args.agent, args.screenshot, args.lead_s, args.timeout_s)
-    ports = Ports()
-    stack = Stack(ports, reuse=True, log_dir=args.log_dir)
-    if http_healthy(ports.gateway):
+    ports = Ports.free() if args.free_ports else Ports()
+    stack = Stack(ports, reuse=not args.free_ports, log_dir=args.log_dir)
+    if not args.free_ports and http_healthy(ports.gateway):
         log.info("using the running gateway at %s", stack.gateway_url)
         return run(stack.gateway_url, args.audio, args.agent, args.screenshot, args.lead_s, args.timeout_s)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,47 @@ async def test_websocket_refuses_an_unknown_agent(gateway) -> None:
             await ws.recv()
     assert msg["type"] == "error" and "42" in msg["message"]
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+def documented_client() -> Any:
+    """``talk`` exactly as docs/websocket-api.md prints it (its ```python block)."""
+    doc = Path(__file__).resolve().parents[2] / "docs" / "websocket-api.md"
+    code = re.search(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert code is not None, "docs/websocket-api.md has no python snippet"
+    namespace: dict[str, Any] = {"__name__": "websocket_api_doc"}
+    exec(compile(code.group(1), str(doc), "exec"), namespace)
+    return namespace["talk"]
+
+
+async def test_the_documented_client_gets_an_analysis(
+    gateway, fake_llm: FakeLLM, arctic_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_llm.completion_reply = json.dumps(DETAILS)
+    base, _app = gateway(turn_detection="silence")
+    talk = documented_client()
+    analysis = await talk(
+        base.replace("http://", "ws://") + "/ws/conversation", webm_of(arctic_wav, tmp_path / "q.webm"), 8.0
+    )
+    printed = capsys.readouterr().out
+    assert analysis["type"] == "analysis" and analysis["status"] == "ok", analysis
+    assert analysis["details"]["summary"] == DETAILS["summary"]
+    assert "transcript" in printed and "Gregson" in printed and "turn_complete" in printed, printed
+
+
+async def test_an_agent_without_a_number_is_chosen_by_id(gateway, tmp_path: Path) -> None:
+    base, _app = gateway(database_enabled=True, database_url=f"sqlite+aiosqlite:///{tmp_path / 'sb.db'}")
+    agent = {"name": "Bob's Bakery", "greeting": "Bob's Bakery, fresh bread all day.", "system_prompt": "Sell bread."}
+    async with httpx.AsyncClient(base_url=base, headers={"X-Admin-Key": ADMIN_KEY}) as http:
+        agent_id = (await http.post("/api/agents", json=agent)).raise_for_status().json()["id"]
+        async with connect(base.replace("http://", "ws://") + f"/ws/conversation?agent={agent_id}") as ws:
+            client = Client(ws)
+            connected = await client.wait_for("connected")
+            greeting = await client.wait_for("ai_text", is_complete=True)
+            await ws.send(json.dumps({"type": "end_conversation"}))
+            analysis = await client.wait_for("analysis")
+        calls = (await http.get("/api/calls")).json()
+    assert connected["agent"] == "Bob's Bakery" and greeting["text"] == agent["greeting"]
+    assert analysis["status"] == "skipped", "the caller said nothing"
+    call = next(c for c in calls["items"] if c["call_sid"] == connected["session_id"])
+    assert call["agent_id"] == agent_id and call["from_number"] == "browser", call
+    assert call["to_number"] == f"agent:{agent_id}", call

@@ -154,6 +154,13 @@ async function loadAgents() {
     const tr = document.createElement("tr");
     tr.className = "clickable";
     [a.name, a.numbers.join(", "), a.voice, a.webhook_url || "", a.is_default ? "yes" : ""].forEach((v) => cell(tr, v));
+    const tryIt = document.createElement("a");  // the /phone softphone, calling this agent: no number needed
+    tryIt.href = `/phone?agent=${encodeURIComponent(a.id)}`;
+    tryIt.target = "_blank";
+    tryIt.dataset.action = "try";
+    tryIt.textContent = "Try this agent";
+    tryIt.addEventListener("click", (ev) => ev.stopPropagation());
+    cell(tr, "").appendChild(tryIt);
     tr.addEventListener("click", () => editAgent(a));
     tbody.appendChild(tr);
   }
