@@ -70,6 +70,7 @@ class FakeLLM:
         self.completion_reply = '{"summary": "A caller talked to the agent."}'
         self.app = FastAPI()
         self.app.post("/v1/chat/completions", response_model=None)(self._chat)
+        self.app.get("/health")(lambda: {"status": "ok"})
 
     async def _chat(self, request: Request) -> StreamingResponse | JSONResponse:
         body = await request.json()
