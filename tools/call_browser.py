@@ -113,7 +113,7 @@ class Softphone:
             turns = "\n".join(f"  {t['role']} {t['reply'] or ''}: {t['text']}" for t in page.turns)
             raise AssertionError(f"{exc}\ntranscript:\n{turns}\nlog:\n  " + "\n  ".join(page.connection_log)) from None
 
-    def hang_up(self, timeout_s: float = 120) -> PageState:
+    def hang_up(self, timeout_s: float = 240) -> PageState:
         """Press Hang up and wait for the analysis (the post-call extraction)."""
         self.chrome.click("button[data-action=call]")
         self.wait_for("window.phone.analysis !== null || window.phone.state === 'ended'", timeout_s)

@@ -74,9 +74,14 @@ function onEvent(msg) {
       $("#agentname").textContent = `agent: ${msg.agent}`;
       log(`session ${msg.session_id} with agent "${msg.agent}"`);
       break;
-    case "transcript":
-      turnElement("caller").querySelector(".text").textContent = msg.text;
+    case "transcript": {
+      // The caller went on talking before any answer: the new transcript repeats the turn's words so far.
+      const last = $("#transcript").lastElementChild;
+      const prev = last && last.dataset.role === "caller" ? last.querySelector(".text") : null;
+      if (prev && msg.text.startsWith(prev.textContent)) prev.textContent = msg.text;
+      else turnElement("caller").querySelector(".text").textContent = msg.text;
       break;
+    }
     case "ai_text": {
       const div = turnElement("agent", msg.reply_id);
       const text = div.querySelector(".text");
@@ -207,7 +212,7 @@ function hangUp() {
   setState("hanging up");
   if (channel && channel.readyState === "open") {
     channel.send(JSON.stringify({ type: "end_conversation" }));  // the analysis comes back, then we close
-    hangupTimer = setTimeout(finish, 120000);
+    hangupTimer = setTimeout(finish, 240000);  // the extraction takes a while on a small CPU
   } else {
     finish();
   }
