@@ -8,7 +8,7 @@ each, ``type`` first (the full reference is ``docs/websocket-api.md``):
 * ``transcript {text, is_final}``: what the caller said;
 * ``ai_text {text, is_complete, reply_id}``: the agent's words token by token, then the whole text;
 * ``ai_audio_start {sample_rate, reply_id}``: binary PCM16 of that reply follows (WebSocket only);
-* ``interrupted {reply_id}``: the caller barged in: drop the agent audio you buffered (WebSocket only);
+* ``interrupted``: the caller barged in: drop the agent audio you buffered (WebSocket only);
 * ``turn_complete {reply_id, text, interrupted, status, latency_ms}``: a reply is over (``text``:
   what was heard);
 * ``pong``, ``analysis {…}`` (the post-call extraction), ``error {message}``.
