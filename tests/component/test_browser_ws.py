@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.component.conftest import ADMIN_KEY
 from tests.component.fakes import FakeLLM
@@ -219,3 +219,18 @@ async def test_an_agent_without_a_number_is_chosen_by_id(gateway, tmp_path: Path
     call = next(c for c in calls["items"] if c["call_sid"] == connected["session_id"])
     assert call["agent_id"] == agent_id and call["from_number"] == "browser", call
     assert call["to_number"] == f"agent:{agent_id}", call
+
+
+async def test_browser_calls_can_require_the_admin_key(gateway) -> None:
+    base, _app = gateway(browser={"require_admin_key": True})
+    url = base.replace("http://", "ws://") + "/ws/conversation"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url):
+            pass
+    assert refused.value.response.status_code == 403  # closed before the upgrade completed
+    async with connect(url, additional_headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as ws:
+        assert json.loads(await ws.recv())["type"] == "connected"
+    async with httpx.AsyncClient() as http:
+        offer = await http.post(f"{base}/webrtc/offer", json={"sdp": "v=0", "type": "offer"})
+        config = (await http.get(f"{base}/webrtc/config")).json()
+    assert offer.status_code == 401 and config["requireKey"] is True

@@ -159,6 +159,10 @@ async function call() {
   setState("connecting");
   $("#transcript").replaceChildren();
   const config = await (await fetch("/webrtc/config")).json();
+  if (config.requireKey && !adminKey()) {  // GATEWAY_BROWSER__REQUIRE_ADMIN_KEY: the admin page's key, or ask
+    const given = prompt("This gateway needs its admin API key for browser calls:");
+    if (given) sessionStorage.setItem("switchboard-admin-key", given);
+  }
   log(`ICE servers: ${config.iceServers.length ? config.iceServers.map((s) => [].concat(s.urls).join(",")).join(" ") : "none (host candidates)"}`);
   const mic = await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true }, video: false,
