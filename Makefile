@@ -8,7 +8,7 @@ AUDIO ?= models/audio/caller_leak.wav
 OUT ?= out/reply.wav
 
 .DEFAULT_GOAL := help
-.PHONY: help setup apt venv models migrate llm-vllm test-vllm call dev test test-unit test-e2e check lint typecheck fmt docs \
+.PHONY: help setup apt venv models migrate llm-vllm test-vllm call call-browser dev test test-unit test-e2e check lint typecheck fmt docs \
         run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench bench-gateway soak clean
 
 help: ## List the targets
@@ -28,6 +28,9 @@ models: ## Fetch, assemble and verify model artifacts into models/ (idempotent)
 
 call: ## Place one simulated Twilio call through the whole stack (AUDIO=file.wav OUT=reply.wav)
 	@$(PY) -m tools.call --audio "$(AUDIO)" --out "$(OUT)"
+
+call-browser: ## The same call from the /phone softphone in headless Chromium (AUDIO=file.wav SCREENSHOT=docs/phone.png)
+	@$(PY) -m tools.call_browser --audio "$(AUDIO)" $(if $(SCREENSHOT),--screenshot "$(SCREENSHOT)")
 
 dev: ## Run Redis + every service as local processes in the foreground (Ctrl-C stops all)
 	@$(PY) -m tools.stack

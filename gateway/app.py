@@ -11,13 +11,18 @@ its :class:`~gateway.after_call.runtime.DatabaseHooks` replace the settings-only
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from gateway.admin import routers as admin_routers
+from gateway.admin.log_routes import RecentLogs
+from gateway.browser.routes import close_browser_calls
+from gateway.browser.routes import router as browser_router
 from gateway.config import GatewaySettings
+from gateway.health import router as health_router
 from gateway.metrics import watch_event_loop_lag
 from gateway.telephony.routes import router as telephony_router
 from shared.metrics import mount_metrics
@@ -29,6 +34,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger().addHandler(app.state.recent_logs)  # GET /logs: from the start-up on
         import httpx
         from redis.asyncio import Redis
 
@@ -127,6 +133,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await close_browser_calls(app.state, settings.shutdown_timeout_s)
+            logging.getLogger().removeHandler(app.state.recent_logs)
             lag_monitor.cancel()
             await sweeper.stop()
             if db_runtime is not None:
@@ -142,7 +150,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db_runtime = None
     app.state.stream_tokens = None
+    app.state.browser_calls = set()
+    app.state.recent_logs = RecentLogs()
     app.include_router(telephony_router)
+    app.include_router(browser_router)
+    app.include_router(health_router)
     for admin_router in admin_routers:
         app.include_router(admin_router)
     mount_metrics(app)

@@ -41,6 +41,7 @@ from pydantic_settings import (
 from gateway.config_groups import (
     AdminSettings,
     AgentSettings,
+    BrowserSettings,
     CallSettings,
     DatabaseSettings,
     ExtractionSettings,
@@ -127,6 +128,7 @@ class GatewaySettings(ServiceSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    browser: BrowserSettings = Field(default_factory=BrowserSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,8 @@ code using it lives:
 * ``call`` — one call's clock: its length cap, the silence timers, and the hang-up timeouts.
 * ``agent`` — who answers and what it says (``gateway/agents/``, the settings-only agent): voice,
   greeting, prompt, corrections, tools, the re-prompt/goodbye lines, the unknown-number policy.
+* ``browser`` — the browser carriers (``gateway/browser/``): the ``/phone`` softphone's ICE
+  servers, the WebSocket voice API's limits, the agent audio's rate.
 * ``database``, ``admin``, ``webhook``, ``outbox``, ``extraction``, ``recording`` — the tenants
   and the work after the call (``gateway/db/``, ``gateway/admin/``, ``gateway/after_call/``).
 
@@ -33,7 +35,7 @@ field added to a group gets its flat alias without a second list to keep in step
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -285,6 +287,35 @@ class AdminSettings(SettingsGroup):
     api_key: SecretStr = SecretStr("")
     """Key for ``/api/*``, ``/v1/pipeline`` and the ``/admin`` page (``Authorization: Bearer <key>``
     or ``X-Admin-Key``); empty disables them. ``production`` refuses a placeholder."""
+
+
+DEFAULT_ICE_SERVERS: list[dict[str, Any]] = [{"urls": ["stun:stun.l.google.com:19302"]}]
+
+
+class BrowserSettings(SettingsGroup):
+    """Calls from a browser: the ``/phone`` WebRTC softphone and the ``/ws/conversation`` voice API."""
+
+    legacy_prefix: ClassVar[str] = "browser_"
+    legacy_names: ClassVar[dict[str, str]] = {"ice_servers": "ice_servers"}
+
+    enabled: bool = True
+    """Serve ``/phone``'s calls and ``/ws/conversation`` (the page itself is always served)."""
+    require_admin_key: bool = False
+    """Browser calls need the admin key (``Authorization: Bearer`` or ``X-Admin-Key``; the page sends
+    the key the admin page saved). Off: anyone who reaches the gateway may talk to its agents."""
+    ice_servers: list[dict[str, Any]] = Field(default_factory=lambda: [dict(s) for s in DEFAULT_ICE_SERVERS])
+    """STUN/TURN servers for WebRTC, JSON as the browser's ``RTCIceServer`` list (``urls``,
+    ``username``, ``credential``), used by the gateway and the page. Behind a proxy that passes no
+    UDP (RunPod) add a TURN server over TCP or TLS: ``[{"urls": "turns:turn.example.com:443?transport=tcp",
+    "username": "u", "credential": "p"}]``. ``[]``: host candidates only (a LAN, a test)."""
+    ice_transport_policy: Literal["all", "relay"] = "all"
+    """The page's ``iceTransportPolicy``: ``relay`` sends media only through the TURN server."""
+    output_rate_hz: Literal[16000, 24000] = 24000
+    """Sample rate of the agent's audio to browsers, Hz (24000: Kokoro's own, no resampling)."""
+    playback_lead_ms: int = Field(default=100, ge=20)
+    """How far ahead of real time agent audio is sent over the WebSocket API, ms."""
+    max_audio_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Largest binary audio message accepted on ``/ws/conversation`` (larger: an ``error``, skipped)."""
 
 
 class WebhookSettings(SettingsGroup):

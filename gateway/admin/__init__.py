@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from gateway.admin.call_routes import router as call_router
 from gateway.admin.config_routes import router as config_router
 from gateway.admin.live_routes import router as live_router
+from gateway.admin.log_routes import router as log_router
 from gateway.admin.pipeline_routes import router as pipeline_router
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -50,5 +51,5 @@ async def admin_script() -> FileResponse:
     return FileResponse(STATIC / "admin.js", media_type="text/javascript; charset=utf-8", headers=_HEADERS)
 
 
-routers = [config_router, call_router, live_router, pipeline_router, page_router]
+routers = [config_router, call_router, live_router, log_router, pipeline_router, page_router]
 """Every router of the admin package, for ``app.include_router``."""

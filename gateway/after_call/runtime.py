@@ -68,6 +68,20 @@ class DatabaseHooks:
         self.ledger.record_start(call_sid, from_, to, profile, route, started_at)
         return profile
 
+    async def profile_for_agent(self, call_sid: str, from_: str, to: str, agent_id: int | None) -> AgentProfile:
+        """The agent ``agent_id`` (``None``: the default one) for a call that chose it (a browser
+        call); the call's row and ``call.started`` are written as for a phone call.
+
+        Raises:
+            LookupError: no agent has that id.
+            Exception: the database failed or timed out (the caller decides: a browser call is refused).
+        """
+        started_at = time.time()
+        profile, route = await self.resolver.answer_agent(agent_id)
+        self._routes[call_sid] = route
+        self.ledger.record_start(call_sid, from_, to, profile, route, started_at)
+        return profile
+
     async def call_ended(self, summary: CallSummary) -> None:
         """Keep the call: recording, call row, turns and ``call.completed``; queue the extraction.
 

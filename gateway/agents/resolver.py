@@ -85,6 +85,8 @@ class _Directory:
     numbers: dict[str, Answer]
     unknown: Answer
     """The answer for a number no agent owns (default agent, settings agent or rejection)."""
+    agents: dict[int, Answer]
+    """Every agent's answer by id, numbers or not (a browser call picks its agent by id)."""
     loaded_at: float
     """``time.monotonic()`` when the read began."""
     generation: int
@@ -165,6 +167,26 @@ class AgentResolver:
         Raises:
             Exception: the map had to be read and the database failed (twice).
         """
+        return (await self._fresh()).answer(to)
+
+    async def answer_agent(self, agent_id: int | None) -> Answer:
+        """The answer of agent ``agent_id`` whether or not it has a number (a browser call, "try
+        this agent"); ``None``: the unknown-number answer (the default agent).
+
+        Raises:
+            LookupError: no agent has that id.
+            Exception: the map had to be read and the database failed (twice), or it took longer
+                than ``lookup_timeout_s`` (``TimeoutError``).
+        """
+        async with asyncio.timeout(self.lookup_timeout_s):
+            directory = await self._fresh()
+        if agent_id is None:
+            return directory.unknown
+        if agent_id not in directory.agents:
+            raise LookupError(f"no agent {agent_id}")
+        return directory.agents[agent_id]
+
+    async def _fresh(self) -> _Directory:
         directory = self._directory
         fresh = (
             directory is not None
@@ -174,7 +196,7 @@ class AgentResolver:
         if not fresh:
             directory = await self._refresh()
         assert directory is not None
-        return directory.answer(to)
+        return directory
 
     async def answer_call(self, call_sid: str, to: str) -> Answer:
         """The answer for a call to ``to``; never raises, and never answers as another business.
@@ -276,14 +298,13 @@ class AgentResolver:
         if self.settings.agent.unknown_number_policy != "default":
             default = None
         answers: dict[int, Answer] = {}
-        for agent in agents:
-            if agent.numbers or agent is default:  # only agents a call can reach
-                # global rules first: the agent's own override a global literal with the same pattern
-                corrections = RuleCorrections([*global_rules, *own.get(agent.id, [])], skip_invalid=True)
-                answers[agent.id] = _agent_profile(agent, corrections), WebhookRoute.of(agent)
+        for agent in agents:  # every agent: a browser call reaches one without a number too
+            # global rules first: the agent's own override a global literal with the same pattern
+            corrections = RuleCorrections([*global_rules, *own.get(agent.id, [])], skip_invalid=True)
+            answers[agent.id] = _agent_profile(agent, corrections), WebhookRoute.of(agent)
         numbers = {n.number: answers[agent.id] for agent in agents for n in agent.numbers}
         unknown = answers[default.id] if default is not None else self._unknown_answer(global_rules)
-        return _Directory(numbers, unknown, loaded_at, generation)
+        return _Directory(numbers, unknown, answers, loaded_at, generation)
 
     def _unknown_answer(self, global_rules: list[Rule]) -> Answer:
         corrections = RuleCorrections.from_table(self.settings.agent.corrections, global_rules, skip_invalid=True)

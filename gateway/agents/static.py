@@ -61,6 +61,16 @@ class SettingsHooks:
         """Always the settings' agent."""
         return self.profile
 
+    async def profile_for_agent(self, call_sid: str, from_: str, to: str, agent_id: int | None) -> AgentProfile:
+        """The settings' agent for ``agent_id`` ``None`` (there is no other).
+
+        Raises:
+            LookupError: an agent id was given (agents by id need the database).
+        """
+        if agent_id is not None:
+            raise LookupError(f"no agent {agent_id}: agents by id need the database (GATEWAY_DATABASE__ENABLED)")
+        return self.profile
+
     async def call_ended(self, summary: CallSummary) -> None:
         """Post the webhook in the background (retried in memory); never raises."""
         if summary.profile.webhook_url:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway.config import GatewaySettings
     from gateway.conversation.deps import Deps
     from gateway.conversation.transcript import Transcript
+    from gateway.conversation.transport import ConversationEvent
     from gateway.conversation.turns import TurnMachine
 
 
@@ -91,3 +92,6 @@ class CallContext(Protocol):
 
     def end_call(self) -> None:
         """End the call now (the agent hangs up)."""
+
+    def emit(self, event: ConversationEvent) -> None:
+        """Show a conversation event on the caller's side (:meth:`Transport.emit`; a phone ignores it)."""

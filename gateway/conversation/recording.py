@@ -4,14 +4,15 @@ The session feeds every PCM16 chunk it receives (caller) and sends (agent) with 
 call started. Each side is a contiguous track: a chunk that starts before the end of the
 previous one (a burst sent ahead of real time) follows it directly; a gap longer than
 ``snap_s`` (silence between replies) is kept as silence; a smaller gap is closed, so arrival
-jitter adds no clicks (the track stays within ``snap_s`` of the clock).
+jitter adds no clicks (the track stays within ``snap_s`` of the clock). A carrier whose audio has
+another rate (a browser: 16 kHz in, 24 kHz out) is resampled to the recording's rate as it comes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from shared.audio import TELEPHONY_RATE_HZ, wav_bytes
+from shared.audio import TELEPHONY_RATE_HZ, Resampler, wav_bytes
 
 
 class _Track:
@@ -48,28 +49,39 @@ class CallRecorder:
     """Collects a call's inbound and outbound audio and mixes it.
 
     Args:
-        rate_hz: sample rate of the μ-law audio (Twilio: 8000).
+        rate_hz: sample rate of the recording (8000: the phone's).
         snap_s: gaps up to this long between consecutive chunks of one side are closed.
         max_seconds: audio beyond this much call time is dropped (bounds memory).
+        inbound_rate_hz, outbound_rate_hz: rates of the caller's and the agent's audio as fed
+            (default ``rate_hz``); others are resampled (soxr, streaming) to ``rate_hz``.
     """
 
-    def __init__(self, rate_hz: int = TELEPHONY_RATE_HZ, snap_s: float = 0.06, max_seconds: float = 4 * 3600) -> None:
+    def __init__(
+        self,
+        rate_hz: int = TELEPHONY_RATE_HZ,
+        snap_s: float = 0.06,
+        max_seconds: float = 4 * 3600,
+        inbound_rate_hz: int | None = None,
+        outbound_rate_hz: int | None = None,
+    ) -> None:
         self.rate_hz = rate_hz
         snap = round(snap_s * rate_hz)
         max_samples = round(max_seconds * rate_hz)
         self._inbound = _Track(snap, max_samples)
         self._outbound = _Track(snap, max_samples)
+        self._in_rs = Resampler(inbound_rate_hz or rate_hz, rate_hz, quality="QQ")
+        self._out_rs = Resampler(outbound_rate_hz or rate_hz, rate_hz, quality="QQ")
 
     def _offset(self, t: float) -> int:
         return max(0, round(t * self.rate_hz))
 
     def add_inbound(self, pcm16: np.ndarray, t: float) -> None:
-        """Caller audio: int16 (n,) at ``rate_hz`` whose first sample is at ``t`` seconds since call start."""
-        self._inbound.add(pcm16, self._offset(t))
+        """Caller audio: int16 (n,) at ``inbound_rate_hz`` whose first sample is at ``t`` seconds since call start."""
+        self._inbound.add(self._in_rs.process(pcm16), self._offset(t))
 
     def add_outbound(self, pcm16: np.ndarray, t: float) -> None:
-        """Agent audio: int16 (n,) at ``rate_hz`` sent at ``t`` s since call start (bursts queue up back to back)."""
-        self._outbound.add(pcm16, self._offset(t))
+        """Agent audio: int16 (n,) at ``outbound_rate_hz`` sent at ``t`` s since call start (bursts back to back)."""
+        self._outbound.add(self._out_rs.process(pcm16), self._offset(t))
 
     def truncate_outbound(self, t: float) -> None:
         """Drop agent audio after ``t`` seconds (Twilio's buffer was cleared on barge-in: never heard)."""

@@ -27,6 +27,7 @@ from gateway.conversation.llm_tools import ToolCall, openai_tools
 from gateway.conversation.replies import Reply
 from gateway.conversation.speaker import Speaker, aclose_iterator
 from gateway.conversation.transcript import Turn
+from gateway.conversation.transport import CallerTranscript
 from gateway.conversation.turns import Event, State
 from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
 from gateway.metrics import ERRORS, STAGE_LATENCY
@@ -173,6 +174,7 @@ class Responder:
             return
         ctx.transcript.carry_text = text  # kept if the caller goes on talking before we answer
         corrected = ctx.profile.corrections.apply(text)
+        ctx.emit(CallerTranscript(corrected))
         ended_at = time.time() - (now() - speech_end)  # when the caller stopped talking, Unix time
         user_turn = Turn.caller(
             corrected,

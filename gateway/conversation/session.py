@@ -44,12 +44,15 @@ from gateway.conversation.transcript import Transcript, Turn
 from gateway.conversation.transport import (
     AudioIn,
     CallerLeft,
+    CallerTranscript,
     CallStarted,
+    ConversationEvent,
     DigitPressed,
     MarkPlayed,
     TextIn,
     Transport,
     TransportEvent,
+    TurnRecorded,
 )
 from gateway.conversation.turns import Action, Event, State, TurnMachine
 from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
@@ -86,8 +89,9 @@ class CallSession:
         self.scope = TaskScope("call", on_error=self._task_failed)
         self.writer: RecordWriter | None = None
         self.transcript = Transcript(self._append_turn, self.s.agent.max_history_turns)
-        self.recorder: CallRecorder | None = CallRecorder() if self.s.recording.enabled else None
-        """Both sides of the call on one timeline (PCM16 8 kHz)."""
+        rates = {"inbound_rate_hz": transport.input_rate_hz, "outbound_rate_hz": transport.output_format.sample_rate_hz}
+        self.recorder: CallRecorder | None = CallRecorder(**rates) if self.s.recording.enabled else None
+        """Both sides of the call on one timeline (PCM16 8 kHz, whatever the carrier's rates)."""
         smart = deps.smart_turn is not None and self.s.listening.turn_detection == "smart_turn"
         self.listener = Listener(
             self.s,
@@ -130,6 +134,11 @@ class CallSession:
     def _append_turn(self, turn: dict[str, Any]) -> None:
         if self.writer is not None:
             self.writer.append_turn(turn)
+        self.emit(TurnRecorded(turn))
+
+    def emit(self, event: ConversationEvent) -> None:
+        """Show a conversation event on the caller's side (a carrier without a screen ignores it)."""
+        self.transport.emit(event)
 
     def agent_busy(self) -> bool:
         """A reply is being made, or audio is still queued for the caller."""
@@ -390,6 +399,8 @@ class CallSession:
             ERRORS.labels("stt").inc()
             log.warning("call %s: could not transcribe speech over the agent: %s", self.call_sid, exc)
             return
+        if text.strip():
+            self.emit(CallerTranscript(self.profile.corrections.apply(text)))
         if is_backchannel(text, self.s.listening.backchannels, self.s.listening.barge_in_min_words):
             log.info("call %s: backchannel %r did not interrupt", self.call_sid, text)
             self.transcript.backchannel(text)

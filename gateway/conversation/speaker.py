@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from gateway.conversation.context import now
 from gateway.conversation.deps import SpeechStream, TextToSpeech
 from gateway.conversation.replies import Reply
-from gateway.conversation.transport import Transport
+from gateway.conversation.transport import AgentText, Transport
 from shared.errors import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -132,13 +132,14 @@ class Speaker:
             self.transport.mark(reply.end_mark)
         reply.queued_all()
 
-    @staticmethod
     async def _timed(
-        deltas: AsyncIterator[str], marks: dict[str, float], llm_started: float | None, reply: Reply
+        self, deltas: AsyncIterator[str], marks: dict[str, float], llm_started: float | None, reply: Reply
     ) -> AsyncIterator[str]:
         """``deltas``, noting when the first arrived, when the first sentence's text was complete
         (a sentence break, or the end of the text) and when the latest came (the fallback when the
-        server cut its first segment at a clause before any sentence break)."""
+        server cut its first segment at a clause before any sentence break). Each delta, then the
+        whole text once it ended, is shown on the caller's side (:class:`AgentText`)."""
+        said: list[str] = []
         try:
             async for delta in deltas:
                 if llm_started is not None and "llm_ttft_ms" not in reply.latency_ms:
@@ -146,8 +147,11 @@ class Speaker:
                 marks["last_delta"] = now()
                 if "text_ready" not in marks and any(b in delta for b in _BREAKS):
                     marks["text_ready"] = now()
+                said.append(delta)
+                self.transport.emit(AgentText(reply.reply_id, delta))
                 yield delta
             marks.setdefault("text_ready", now())
+            self.transport.emit(AgentText(reply.reply_id, "".join(said).strip(), is_complete=True))
         finally:
             await aclose_iterator(deltas)
 

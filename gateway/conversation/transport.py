@@ -8,6 +8,11 @@ everything queued (barge-in) ahead of any queued audio. The transport paces the 
 reports back through :class:`PlayoutHooks` (first frame of a reply sent, a mark played), so the
 conversation never calls down into a socket and the carrier never climbs back into the session.
 
+It also tells the caller's side, through :meth:`Transport.emit`, what the conversation knows as
+text (:data:`ConversationEvent`: the caller's transcript, the agent's words as the LLM streams
+them, each turn once recorded). A carrier with a screen shows them (the browser carriers of
+:mod:`gateway.browser`); one without (Twilio) ignores them.
+
 Shapes after LiveKit Agents' ``AudioOutput`` (``capture_frame`` / ``flush`` / ``clear_buffer``,
 playback events) and pipecat's transport/serializer split; Twilio's wire protocol stays in
 :mod:`gateway.telephony`.
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -93,6 +98,41 @@ class CallerLeft:
 TransportEvent = CallStarted | AudioIn | MarkPlayed | DigitPressed | TextIn | CallerLeft
 
 
+@dataclass(frozen=True)
+class CallerTranscript:
+    """What the caller said, as transcribed (keyword corrections applied); ``is_final``: the turn's text."""
+
+    text: str
+    is_final: bool = True
+
+
+@dataclass(frozen=True)
+class AgentText:
+    """The agent's words as they are generated, for reply ``reply_id``.
+
+    ``is_complete`` false: ``text`` is one delta (an LLM token, or a fixed reply's whole text);
+    true: the text has ended and ``text`` is all of it (what the agent means to say; a barge-in
+    may cut what is heard, see :class:`TurnRecorded`).
+    """
+
+    reply_id: str
+    text: str
+    is_complete: bool = False
+
+
+@dataclass(frozen=True)
+class TurnRecorded:
+    """A turn entered the call's record: ``turn`` is its stored dict
+    (:meth:`gateway.conversation.transcript.Turn.to_dict`; an agent turn carries ``reply_id``,
+    the heard ``text``, ``interrupted`` and ``latency_ms``)."""
+
+    turn: Mapping[str, Any]
+
+
+ConversationEvent = CallerTranscript | AgentText | TurnRecorded
+"""What :meth:`Transport.emit` carries to the caller's side."""
+
+
 class PlayoutHooks(Protocol):
     """What a transport tells the conversation about its outbound audio (called on the event loop)."""
 
@@ -135,3 +175,6 @@ class Transport(Protocol):
 
     async def close(self, code: int = 1000) -> None:
         """End the connection (hang-up from our side); idempotent, bounded."""
+
+    def emit(self, event: ConversationEvent) -> None:
+        """Show ``event`` on the caller's side, if it has a screen (Twilio: ignored). Never blocks nor raises."""

@@ -23,6 +23,7 @@ from gateway.conversation.transport import (
     AudioIn,
     CallerLeft,
     CallStarted,
+    ConversationEvent,
     DigitPressed,
     MarkPlayed,
     PlayoutHooks,
@@ -185,3 +186,6 @@ class TwilioTransport:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await self.ws.close(code=code)
+
+    def emit(self, event: ConversationEvent) -> None:
+        """A phone has no screen: transcripts and agent text are not sent to Twilio."""

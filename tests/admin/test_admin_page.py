@@ -137,6 +137,15 @@ def test_admin_page_manages_numbers_and_corrections(gateway: tuple[str, Path], c
 
     chrome.click('nav button[data-tab="agents"]')
     chrome.wait_for("document.querySelectorAll('#agents tbody tr').length === 1")
+    agent_id = httpx.get(f"{base}/api/agents", headers=AUTH).json()[0]["id"]
+    assert chrome.eval("document.querySelector('#agents a[data-action=try]').getAttribute('href')") == (
+        f"/phone?agent={agent_id}"
+    ), "the admin's 'try this agent' opens the softphone on that agent"
+    chrome.click('nav button[data-tab="logs"]')  # the gateway's recent events (GET /logs)
+    chrome.wait_for(
+        "[...document.querySelectorAll('#logs tbody td')].some((td) => td.textContent.includes('database'))"
+    )
+    chrome.click('nav button[data-tab="agents"]')
     chrome.click("#agents tbody tr")
     chrome.wait_for("!document.querySelector('#agentform').hidden")
     facts = chrome.eval("document.querySelector('#agentform [name=facts]').value")

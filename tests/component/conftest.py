@@ -65,6 +65,7 @@ def gateway(speech_stack: Stack, fake_llm: FakeLLM, fake_twilio: FakeTwilioREST,
     fake_llm.requests.clear()
     fake_llm.prewarms.clear()
     fake_llm.replies.clear()
+    fake_llm.completions.clear()
     fake_twilio.updates.clear()
 
     def start(**overrides: Any) -> tuple[str, Any]:

@@ -56,7 +56,8 @@ class FakeLLM:
     whose calls are streamed as OpenAI ``tool_calls`` deltas, as vLLM's hermes parser returns them,
     or ``{"status": 500}``: an OpenAI-shaped error answer with that status (an LLM outage).
     A gateway's prewarm request (header ``X-Switchboard-Prewarm``) takes no scripted reply: it is
-    recorded in ``prewarms`` and answered with one unstreamed token.
+    recorded in ``prewarms`` and answered with one unstreamed token. Any other unstreamed request
+    (the post-call extraction) is recorded in ``completions`` and answered with ``completion_reply``.
     """
 
     def __init__(self, default_reply: str = "Okay. How can I help?", token_delay_s: float = 0.01) -> None:
@@ -65,8 +66,11 @@ class FakeLLM:
         self.token_delay_s = token_delay_s
         self.requests: list[dict[str, Any]] = []
         self.prewarms: list[dict[str, Any]] = []
+        self.completions: list[dict[str, Any]] = []
+        self.completion_reply = '{"summary": "A caller talked to the agent."}'
         self.app = FastAPI()
         self.app.post("/v1/chat/completions", response_model=None)(self._chat)
+        self.app.get("/health")(lambda: {"status": "ok"})
 
     async def _chat(self, request: Request) -> StreamingResponse | JSONResponse:
         body = await request.json()
@@ -76,6 +80,13 @@ class FakeLLM:
             choice = {"index": 0, "message": message, "finish_reason": "length"}
             return JSONResponse(
                 {"id": "p1", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
+            )
+        if not body.get("stream"):
+            self.completions.append(body)
+            message = {"role": "assistant", "content": self.completion_reply}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return JSONResponse(
+                {"id": "x1", "object": "chat.completion", "created": 0, "model": body["model"], "choices": [choice]}
             )
         self.requests.append(body)
         reply = self.replies.pop(0) if self.replies else self.default_reply

@@ -27,6 +27,7 @@ from gateway.conversation.transport import (
     AudioIn,
     CallerLeft,
     CallStarted,
+    ConversationEvent,
     DigitPressed,
     MarkPlayed,
     PlayoutHooks,
@@ -79,6 +80,8 @@ class TransportLog:
     caller_left_at: float | None = None
     closed_at: float | None = None
     close_code: int | None = None
+    emitted: list[tuple[float, ConversationEvent]] = field(default_factory=list)
+    """The conversation's text events (:meth:`FakeTransport.emit`), in order."""
 
     def played(self, name: str) -> float | None:
         """When mark ``name`` was played (``None``: never)."""
@@ -333,6 +336,10 @@ class FakeTransport:
             self._started_replies.add(frame.reply_id)
             self._hooks.on_playout_started(frame.reply_id, loop_time)
         self._hooks.on_frame_sent(frame.audio, loop_time)
+
+    def emit(self, event: ConversationEvent) -> None:
+        """Log a conversation event (transcript, agent text, recorded turn) as a screen would show it."""
+        self.log.emitted.append((self.now() if self.t0 is not None else 0.0, event))
 
     # ---- Transport: the end -----------------------------------------------------------------
     async def close(self, code: int = 1000) -> None:

@@ -154,6 +154,13 @@ async function loadAgents() {
     const tr = document.createElement("tr");
     tr.className = "clickable";
     [a.name, a.numbers.join(", "), a.voice, a.webhook_url || "", a.is_default ? "yes" : ""].forEach((v) => cell(tr, v));
+    const tryIt = document.createElement("a");  // the /phone softphone, calling this agent: no number needed
+    tryIt.href = `/phone?agent=${encodeURIComponent(a.id)}`;
+    tryIt.target = "_blank";
+    tryIt.dataset.action = "try";
+    tryIt.textContent = "Try this agent";
+    tryIt.addEventListener("click", (ev) => ev.stopPropagation());
+    cell(tr, "").appendChild(tryIt);
     tr.addEventListener("click", () => editAgent(a));
     tbody.appendChild(tr);
   }
@@ -273,8 +280,33 @@ async function tryCorrections(ev) {
   $("#correction-result").textContent = res.corrected;
 }
 
+// ---- recent events (GET /logs) --------------------------------------------------------------
+let logTimer = null;
+
+async function loadLogs() {
+  const f = $("#logfilter").elements;
+  const query = new URLSearchParams({ level: f.level.value, limit: "300" });
+  if (f.call.value.trim()) query.set("call", f.call.value.trim());
+  const data = await api("GET", `/logs?${query}`);
+  const tbody = $("#logs tbody");
+  tbody.replaceChildren();
+  for (const r of data.items.slice().reverse()) {  // newest first
+    const tr = document.createElement("tr");
+    tr.className = `log-${r.level.toLowerCase()}`;
+    [new Date(r.at * 1000).toLocaleTimeString(), r.level, r.logger, r.message].forEach((v) => cell(tr, v));
+    if (r.call) {
+      tr.classList.add("clickable");
+      tr.title = "show only this call";
+      tr.addEventListener("click", () => { f.call.value = r.call; guarded(loadLogs); });
+    }
+    tbody.appendChild(tr);
+  }
+  clearTimeout(logTimer);
+  if (!$("#tab-logs").hidden) logTimer = setTimeout(() => guarded(loadLogs), 2000);
+}
+
 // ---- wiring --------------------------------------------------------------------------------
-const loaders = { calls: loadCalls, agents: loadAgents, numbers: loadNumbers, corrections: loadCorrections };
+const loaders = { calls: loadCalls, agents: loadAgents, numbers: loadNumbers, corrections: loadCorrections, logs: loadLogs };
 
 function showTab(name) {
   document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
@@ -295,5 +327,6 @@ $("#agent-delete").addEventListener("click", () => guarded(deleteAgent));
 $("#numberform").addEventListener("submit", (ev) => guarded(() => addNumber(ev)));
 $("#correctionform").addEventListener("submit", (ev) => guarded(() => addCorrection(ev)));
 $("#correctiontest").addEventListener("submit", (ev) => guarded(() => tryCorrections(ev)));
+$("#logfilter").addEventListener("submit", (ev) => { ev.preventDefault(); guarded(loadLogs); });
 
 if (key()) showTab("calls"); else status("Enter the admin API key to start.", "");
