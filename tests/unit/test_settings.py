@@ -36,7 +36,7 @@ shutdown_timeout_s
 """.split()
 """Every field of the flat GatewaySettings, besides host/port/log_level/environment/public_url/data_dir."""
 TOP_LEVEL = {"host", "port", "log_level", "environment", "public_url", "data_dir", "shutdown_timeout_s"}
-TOP_LEVEL |= {"ws_max_message_bytes", "workers"}
+TOP_LEVEL |= {"ws_max_message_bytes", "workers", "blas_threads"}
 
 
 @pytest.fixture(autouse=True)
