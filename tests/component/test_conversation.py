@@ -64,12 +64,14 @@ def test_barge_in_clears_audio_and_history_keeps_only_heard_words(gateway, fake_
     async def scenario():
         call = await start_call(url)
         call.say(problem)
-        # Interrupt once the first sentence has been heard (its mark came back) and the second is
-        # queued, so the agent has said more than the caller heard.
+        # Interrupt once the first sentence has been heard (a mark came back) and the second is
+        # queued, so the agent has said more than the caller heard. The first sentence is two
+        # segments ("Sure," is spoken alone: TTS_FIRST_CLAUSE_CHARS), so the second sentence's
+        # mark is the third.
         await call.wait_until(
             lambda: (
                 any(m.startswith("reply") for m in call.result.marks_echoed)
-                and sum(m.startswith("reply") for m in call.result.marks_received) >= 2
+                and sum(m.startswith("reply") for m in call.result.marks_received) >= 3
             ),
             60,
             "first sentence heard, second queued",
@@ -149,11 +151,16 @@ def test_pause_mid_sentence_does_not_end_the_turn(gateway, fake_llm, speak, spee
     fake_llm.replies[:] = ["I see. When can a plumber come?"]
     audio = speak("The leak is under the kitchen sink and") + silence(900) + speak("it is getting worse.")
 
+    def user_turns(call_sid: str) -> list[dict]:
+        return [t for t in turns(speech_stack.redis_url, call_sid) if t["role"] == "user"]
+
     async def scenario():
         call = await start_call(url)
         call.say(audio)
         await call.wait_until(lambda: len(fake_llm.requests) >= 1, 60, "LLM request")
-        await asyncio.sleep(1.0)
+        # The caller's turn is recorded once the answer starts (on a loaded box TTS takes a while).
+        await call.wait_until(lambda: bool(user_turns(call.call_sid)), 30, "the caller's turn recorded")
+        await asyncio.sleep(1.0)  # a split turn would send a second LLM request meanwhile
         await call.hang_up()
         return call
 
@@ -162,8 +169,7 @@ def test_pause_mid_sentence_does_not_end_the_turn(gateway, fake_llm, speak, spee
     assert (turn_checks_served() > checks_before) is (backend == "stt")  # where the checks ran
     said = fake_llm.last_messages()[-1]["content"].lower()
     assert "sink" in said and "worse" in said
-    users = [t for t in turns(speech_stack.redis_url, call.call_sid) if t["role"] == "user"]
-    assert len(users) == 1
+    assert len(user_turns(call.call_sid)) == 1
 
 
 def test_speech_resumed_in_a_backlog_keeps_the_first_part(gateway, fake_llm, speak, speech_stack):
