@@ -18,6 +18,9 @@ ACTIVE_CALLS = Gauge(
     "gateway_active_calls", "Calls with an open media stream", multiprocess_mode="livesum"
 )  # several workers: the live sum
 CALLS = Counter("gateway_calls_total", "Calls started")
+RESUMES = Counter(
+    "gateway_calls_resumed_total", "Calls resumed here after their stream was lost (another gateway's crash)"
+)
 STAGE_LATENCY = Histogram(
     "gateway_stage_latency_seconds",
     "Per-turn latency by pipeline stage",
