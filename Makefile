@@ -10,7 +10,7 @@ OUT ?= out/reply.wav
 .DEFAULT_GOAL := help
 .PHONY: help setup apt venv models migrate llm-vllm test-vllm call dev test test-unit test-e2e check lint typecheck fmt docs \
         run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench bench-gateway soak clean \
-        ray-local bench-scale bench-failover cost
+        ray-local bench-scale cost
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -112,6 +112,10 @@ soak: ## Soak: CALLS concurrent callers for MINUTES on the whole CPU stack; answ
 
 bench-scale: ## Ray Serve: time for a new STT replica to take traffic under load, and back to one (local 3-node cluster)
 	@$(PY) -m bench.scale_bench --runs 3 --json docs/bench-scale.json
+
+cost: ARGS ?=
+cost: ## Pods, $/month and $ per client for a call-volume profile, from the measured calls per GPU (ARGS='--clients 200 ...')
+	@$(PY) scripts/cost_model.py $(ARGS)
 
 eval-turns: ## Smart Turn vs silence endpointing on recordings with pauses (cut-offs, delay)
 	@$(PY) scripts/eval_turns.py

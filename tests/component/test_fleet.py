@@ -186,6 +186,8 @@ def test_a_killed_gateways_call_resumes_on_the_other_with_its_history(
 
     call, _lost, other, killed_at = asyncio.run(scenario())
     resumed_s = call.result.resumed_audio_at[0] - killed_at
+    stream_s = call.result.resumed_at[0] - killed_at
+    print(f"resume after SIGKILL: new stream started {stream_s:.2f} s, caller hears the agent {resumed_s:.2f} s")
     assert len(call.result.streams) == 2 and served_by(call, 1) == other.url
     assert resumed_s < RESUME_BOUND_S, f"resumed after {resumed_s:.2f}s\n{other.tail()}"
     assert "resumed from" in other.log.read_text()
