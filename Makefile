@@ -10,7 +10,7 @@ OUT ?= out/reply.wav
 .DEFAULT_GOAL := help
 .PHONY: help setup apt venv models migrate llm-vllm test-vllm call dev test test-unit test-e2e check lint typecheck fmt docs \
         run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench bench-gateway soak clean \
-        ray-local bench-scale cost
+        ray-local bench-scale cost test-scale
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ test: ## The test suite (unit, session over fakes, component, db/admin, deploy, 
 
 test-unit: ## Unit tests only (seconds)
 	@$(PY) -m pytest -q tests/unit
+
+test-scale: ## Scale-out tests only (part of `make test`): gateway fleet and crash-resume, Ray Serve cluster, RunPod provider
+	@$(PY) -m pytest -q tests/scale tests/session/test_resume.py tests/component/test_fleet.py tests/deploy/test_ray_configs.py
 
 test-e2e: ## End-to-end tests only (all services as processes, real models)
 	@$(PY) -m pytest -q -m e2e
