@@ -9,7 +9,8 @@ OUT ?= out/reply.wav
 
 .DEFAULT_GOAL := help
 .PHONY: help setup apt venv models migrate llm-vllm test-vllm call call-browser dev test test-unit test-e2e check lint typecheck fmt docs \
-        run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench bench-gateway soak clean
+        run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench bench-gateway soak clean \
+        ray-local bench-scale cost test-scale
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -51,6 +52,9 @@ test-vllm: ## Opt-in: the gateway's LLM client against real vLLM on CPU (streami
 	@bash scripts/vllm_cpu.sh --install-only
 	@$(PY) -m pytest -q -m vllm tests/vllm
 
+ray-local: ## A local 3-node Ray cluster with STT and TTS on Serve (deploy/ray/serve.local.yaml; port 8010; Ctrl-C stops it)
+	@$(PY) -m services.cluster.local --nodes 3 --port 8010
+
 run-gateway: ## Run only the gateway (port 8080)
 	@$(PY) -m gateway
 
@@ -62,6 +66,9 @@ test: ## The test suite (unit, session over fakes, component, db/admin, deploy, 
 
 test-unit: ## Unit tests only (seconds)
 	@$(PY) -m pytest -q tests/unit
+
+test-scale: ## Scale-out tests only (part of `make test`): gateway fleet and crash-resume, Ray Serve cluster, RunPod provider
+	@$(PY) -m pytest -q tests/scale tests/session/test_resume.py tests/component/test_fleet.py tests/deploy/test_ray_configs.py
 
 test-e2e: ## End-to-end tests only (all services as processes, real models)
 	@$(PY) -m pytest -q -m e2e
@@ -108,6 +115,13 @@ soak: CALLS ?= 2
 soak: MINUTES ?= 5
 soak: ## Soak: CALLS concurrent callers for MINUTES on the whole CPU stack; answered turns, completed calls, webhooks, RSS/fds
 	@$(PY) -m bench.soak --calls $(CALLS) --minutes $(MINUTES) --json docs/soak.json
+
+bench-scale: ## Ray Serve: time for a new STT replica to take traffic under load, and back to one (local 3-node cluster)
+	@$(PY) -m bench.scale_bench --runs 3 --json docs/bench-scale.json
+
+cost: ARGS ?=
+cost: ## Pods, $/month and $ per client for a call-volume profile, from the measured calls per GPU (ARGS='--clients 200 ...')
+	@$(PY) scripts/cost_model.py $(ARGS)
 
 eval-turns: ## Smart Turn vs silence endpointing on recordings with pauses (cut-offs, delay)
 	@$(PY) scripts/eval_turns.py

@@ -56,6 +56,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         limit_blas_threads(settings.blas_threads)
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         from gateway.after_call.orphans import CallSweeper, new_gateway_id, sweep_database
+        from gateway.fleet.drain import Drain
+        from gateway.fleet.registry import GatewayRegistry
         from gateway.telephony.signature import StreamTokens
 
         # Bounded commands: a hung Redis fails a write (the call's writer retries) instead of
@@ -118,14 +120,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             async def db_sweep() -> None:
                 await sweep_database(runtime.db, hooks, store, settings.call.max_call_seconds + 60)
 
+        advertised = settings.fleet.advertise_url or settings.public_url
+        registry = GatewayRegistry(
+            redis, deps.gateway_id, advertised, lambda: deps.live_calls, settings.redis.heartbeat_ttl_s
+        )
+        registry.start()
+        app.state.registry = registry
+        drain = Drain(registry, lambda: len(deps.live_calls), settings.fleet.drain_timeout_s)
+        drain.install()  # SIGTERM: no new calls, the current ones go on (gateway/fleet/drain.py)
+        app.state.drain = drain
         sweeper = CallSweeper(
-            store,
-            hooks,
-            deps.gateway_id,
-            lambda: len(deps.live_calls),
-            heartbeat_ttl_s=settings.redis.heartbeat_ttl_s,
-            sweep_interval_s=settings.redis.orphan_sweep_interval_s,
-            db_sweep=db_sweep,
+            store, hooks, deps.gateway_id, sweep_interval_s=settings.redis.orphan_sweep_interval_s, db_sweep=db_sweep
         )
         sweeper.start()
         app.state.sweeper = sweeper
@@ -136,7 +141,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             await close_browser_calls(app.state, settings.shutdown_timeout_s)
             logging.getLogger().removeHandler(app.state.recent_logs)
             lag_monitor.cancel()
+            drain.uninstall()
             await sweeper.stop()
+            await registry.stop()
             if db_runtime is not None:
                 await db_runtime.aclose()
             await webhooks.drain()
@@ -152,6 +159,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.stream_tokens = None
     app.state.browser_calls = set()
     app.state.recent_logs = RecentLogs()
+    app.state.registry = None
     app.include_router(telephony_router)
     app.include_router(browser_router)
     app.include_router(health_router)

@@ -45,6 +45,7 @@ from gateway.config_groups import (
     CallSettings,
     DatabaseSettings,
     ExtractionSettings,
+    FleetSettings,
     ListeningSettings,
     LlmSettings,
     OutboxSettings,
@@ -119,6 +120,7 @@ class GatewaySettings(ServiceSettings):
     tts: TtsSettings = Field(default_factory=TtsSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
     listening: ListeningSettings = Field(default_factory=ListeningSettings)
     call: CallSettings = Field(default_factory=CallSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)

@@ -20,6 +20,8 @@ code using it lives:
   greeting, prompt, corrections, tools, the re-prompt/goodbye lines, the unknown-number policy.
 * ``browser`` — the browser carriers (``gateway/browser/``): the ``/phone`` softphone's ICE
   servers, the WebSocket voice API's limits, the agent audio's rate.
+* ``fleet`` — gateways that share calls (``gateway/fleet/``): this gateway's advertised stream URL
+  in the Redis registry, the SIGTERM drain, and how long a lost stream waits to be resumed elsewhere.
 * ``database``, ``admin``, ``webhook``, ``outbox``, ``extraction``, ``recording`` — the tenants
   and the work after the call (``gateway/db/``, ``gateway/admin/``, ``gateway/after_call/``).
 
@@ -154,6 +156,30 @@ class RedisSettings(SettingsGroup):
     """How often each gateway looks for dead gateways' calls, seconds."""
 
 
+class FleetSettings(SettingsGroup):
+    """Gateways that share calls: the registry, the drain on SIGTERM, resuming a call whose stream was lost
+    (``gateway/fleet/``, docs/scale-out.md)."""
+
+    legacy_prefix: ClassVar[str] = "fleet_"
+
+    advertise_url: str | None = None
+    """This gateway's own public base URL (``https://gw-2.example.com``; ``http://10.0.0.7:8080``):
+    the voice webhook, served by any gateway, puts the least-loaded gateway's advertised URL in
+    ``<Stream url>`` (``wss://…/twilio/stream``). Unset: ``GATEWAY_PUBLIC_URL``; with neither, this
+    gateway is not offered to the others and streams its own calls (the one-host default)."""
+    drain_timeout_s: float = 20.0
+    """On SIGTERM the gateway drains: the registry stops sending it calls, its calls go on; once none
+    is left, or after this long, it shuts down (calls still open then are handed to another gateway
+    through Twilio's ``<Redirect>``), seconds. Keep it below the orchestrator's stop grace
+    (compose ``stop_grace_period``: 30 s)."""
+    resume_wait_s: float = 4.0
+    """A call whose stream was lost without Twilio's ``stop`` (this gateway's shutdown, a network
+    cut) waits this long for another gateway to resume it before it is finished here, seconds."""
+    max_routes: int = Field(default=5, ge=1)
+    """How many times the voice webhook routes one call (the first time, then after each lost or
+    failed stream) before it gives up on it (an apology and a hang-up)."""
+
+
 class ListeningSettings(SettingsGroup):
     """Hearing the caller: voice activity, end of turn, barge-in (see docs/turn-taking.md)."""
 
@@ -257,6 +283,11 @@ class AgentSettings(SettingsGroup):
         "Sorry, we're having technical trouble right now. Please call back in a few minutes. Goodbye!"
     )
     """Spoken instead of the goodbye when the caller's last turn got no answer (an upstream failed)."""
+    resume_text: str = "Sorry, you cut out for a second. {last}"
+    """Said when another gateway resumes a call whose gateway was lost (``{last}``: the last sentence
+    the caller heard from the agent, so the conversation picks up where it was)."""
+    resume_ask_text: str = "Sorry, you cut out for a second. Could you say that again?"
+    """Said instead when the caller spoke last: the answer they were owed was lost with the gateway."""
     unknown_number_policy: Literal["default", "reject"] = "default"
     """A call to a number no agent owns: ``default`` (the default agent, else the settings agent)
     or ``reject`` (speak ``reject_message`` and hang up)."""

@@ -18,6 +18,9 @@ ACTIVE_CALLS = Gauge(
     "gateway_active_calls", "Calls with an open media stream", multiprocess_mode="livesum"
 )  # several workers: the live sum
 CALLS = Counter("gateway_calls_total", "Calls started")
+RESUMES = Counter(
+    "gateway_calls_resumed_total", "Calls resumed here after their stream was lost (another gateway's crash)"
+)
 STAGE_LATENCY = Histogram(
     "gateway_stage_latency_seconds",
     "Per-turn latency by pipeline stage",
@@ -26,6 +29,9 @@ STAGE_LATENCY = Histogram(
 )
 BARGE_INS = Counter("gateway_barge_ins_total", "Caller interruptions of agent speech")
 ERRORS = Counter("gateway_errors_total", "Errors by stage", ["stage"])
+UPSTREAM_RETRIES = Counter(
+    "gateway_upstream_retries_total", "Requests sent again after a dropped connection or a 5xx", ["service"]
+)
 WEBHOOKS = Counter("gateway_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
 MALFORMED = Counter("gateway_malformed_frames_total", "Twilio frames skipped as malformed or unknown")
 OVERSIZED = Counter(

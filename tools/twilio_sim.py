@@ -6,6 +6,13 @@ the WebSocket, send ``connected`` then ``start`` (with ``customParameters``), th
 base64 μ-law ``media`` frame every 20 ms for the whole call (silence when the caller is quiet),
 play the server's ``media`` in real time, echo each ``mark`` once the audio before it has played,
 on ``clear`` drop unplayed audio and echo pending marks at once, and end with ``stop``.
+
+When a stream ends while the call goes on (the server closed it or the connection broke, and the
+caller did not hang up), Twilio runs the TwiML's next verb (twilio.com/docs/voice/twiml/connect:
+"<Connect> will finish and Twilio will move on to the next TwiML verb"): here the ``<Redirect>`` to
+the voice webhook, whose answer may open a new stream (a new streamSid, stream time from zero) on
+whichever gateway it names. Failed webhook requests go to the number's fallback URL
+(:mod:`tools.twilio_voice`). Caller audio during the gap is lost, as on a real line.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import json
 import logging
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +45,7 @@ from shared.audio import (
     ulaw_encode,
 )
 from tools.stack import admin_key as default_admin_key
+from tools.twilio_voice import Twiml, VoiceWebhook
 
 log = logging.getLogger(__name__)
 FRAME_S = FRAME_MS / 1000
@@ -85,6 +92,18 @@ class CallResult:
     caller_speech_end_at: float | None = None
     greeting_bytes: int = 0
     reply_bytes: int = 0
+    streams: list[str] = field(default_factory=list)
+    """The call's streamSids, in order (more than one: the call was resumed on a new stream)."""
+    stream_urls: list[str] = field(default_factory=list)
+    """The ``<Stream url>`` of each stream."""
+    lost_at: list[float] = field(default_factory=list)
+    """monotonic times a stream ended while the call went on."""
+    resumed_at: list[float] = field(default_factory=list)
+    """monotonic times a later stream's ``start`` was sent."""
+    resumed_audio_at: list[float] = field(default_factory=list)
+    """monotonic times the first agent audio arrived on each later stream."""
+    ended: bool = False
+    """The call is over on Twilio's side (a ``<Hangup/>``, no next verb, or a webhook that failed)."""
 
     @property
     def voice_to_voice_ms(self) -> float | None:
@@ -106,6 +125,8 @@ class SimulatedCall:
         from_: caller number (E.164).
         to: called number (E.164).
         auth_token: if set, requests carry ``X-Twilio-Signature`` as Twilio computes it.
+        public_url: the gateway's public base URL behind a proxy (``GATEWAY_PUBLIC_URL``).
+        fallback_url: the number's voice fallback URL (another gateway), used when a webhook fails.
     """
 
     def __init__(
@@ -115,12 +136,16 @@ class SimulatedCall:
         to: str = "+15550100002",
         auth_token: str = "",
         public_url: str | None = None,
+        fallback_url: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.public_url = public_url.rstrip("/") if public_url else None
         """The gateway's public base URL behind a proxy (``GATEWAY_PUBLIC_URL``): Twilio signs the
         URLs it calls there, while this simulator, like the proxy, reaches ``base_url``."""
         self.validator = RequestValidator(auth_token) if auth_token else None
+        self.webhook = VoiceWebhook(base_url, public_url, auth_token, fallback_url)
+        self.twiml_doc: Twiml | None = None
+        """The TwiML document the call runs now."""
         self.from_ = from_
         self.to = to
         self.call_sid = "CA" + uuid.uuid4().hex
@@ -133,34 +158,32 @@ class SimulatedCall:
         self._last_agent_audio = 0.0
         self._ws: websockets.ClientConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._leaving = False
+        """The caller is hanging up (or the test closes the line): a closed stream is not lost."""
         self.chunk = 0
-        """Inbound frames sent so far (the caller's stream clock, 20 ms each)."""
+        """Inbound frames sent on this stream so far (the caller's stream clock, 20 ms each)."""
+        self._line_frames = 0
+        """Frames of the line so far, every stream's and the ones lost between streams (the clock's schedule)."""
         self._seq = 3  # sequenceNumber: 1 = start, then one per media frame
         self._clock_lock = asyncio.Lock()
         self.result = CallResult(self.call_sid, self.stream_sid)
 
-    async def twiml(self) -> tuple[str, dict[str, str]]:
-        """POST the voice webhook like Twilio; return (stream URL, custom parameters)."""
-        form = {
+    def _form(self, status: str) -> dict[str, str]:
+        return {
             "CallSid": self.call_sid,
             "AccountSid": self.account_sid,
             "From": self.from_,
             "To": self.to,
             "Direction": "inbound",
-            "CallStatus": "ringing",
+            "CallStatus": status,
         }
-        url = self.base_url + "/twilio/voice"
-        signed = (self.public_url or self.base_url) + "/twilio/voice"
-        headers = {"X-Twilio-Signature": self.validator.compute_signature(signed, form)} if self.validator else {}
-        async with httpx.AsyncClient() as client:
-            resp = await client.post(url, data=form, headers=headers, timeout=10)
-        resp.raise_for_status()
-        root = ET.fromstring(resp.text)
-        stream = root.find("./Connect/Stream")
-        if stream is None:
-            raise RuntimeError(f"TwiML has no <Connect><Stream>: {resp.text}")
-        params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-        return stream.get("url", ""), params
+
+    async def twiml(self) -> tuple[str, dict[str, str]]:
+        """POST the voice webhook like Twilio; return (stream URL, custom parameters)."""
+        self.twiml_doc = doc = await self.webhook.fetch(self.webhook.voice_url, self._form("ringing"))
+        if doc.stream_url is None:
+            raise RuntimeError(f"TwiML from {doc.url} has no <Connect><Stream>: {doc}")
+        return doc.stream_url, doc.parameters
 
     def say(self, frames: list[bytes]) -> int:
         """Queue caller audio frames; they replace silence from the next 20 ms tick.
@@ -183,6 +206,7 @@ class SimulatedCall:
     async def _send_media(self, ws: websockets.ClientConnection, payload: bytes) -> None:
         """One inbound ``media`` frame; advances the stream clock (chunk, timestamp, sequence)."""
         self.chunk += 1
+        self._line_frames += 1
         self._seq += 1
         media = tw.Media(self.stream_sid, payload, self.chunk, self.chunk * FRAME_MS, "inbound", self._seq)
         await ws.send(tw.serialize_event(media))
@@ -192,14 +216,21 @@ class SimulatedCall:
         now = time.monotonic()
         return max(0.0, now - max(self._playout_end, self._last_agent_audio))
 
-    async def _media_clock(self, ws: websockets.ClientConnection) -> None:
-        """Send one inbound frame every 20 ms, like a phone line, on an absolute schedule."""
+    async def _media_clock(self) -> None:
+        """Send one inbound frame every 20 ms, like a phone line, on an absolute schedule, on the
+        call's current stream (while there is none, the caller's audio is lost)."""
         start = time.monotonic()
         while True:
+            payload = self._caller_audio.pop(0) if self._caller_audio else SILENCE_FRAME
+            ws = self._ws
             async with self._clock_lock:
-                await self._send_media(ws, self._caller_audio.pop(0) if self._caller_audio else SILENCE_FRAME)
-                await self._flush_marks(ws)
-            delay = start + self.chunk * FRAME_S - time.monotonic()
+                if ws is not None and ws.close_code is None:
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        await self._send_media(ws, payload)
+                        await self._flush_marks(ws)
+                else:
+                    self._line_frames += 1  # lost with the stream
+            delay = start + self._line_frames * FRAME_S - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
 
@@ -211,6 +242,42 @@ class SimulatedCall:
             self.result.marks_echoed.append(name)
 
     async def _receive(self, ws: websockets.ClientConnection) -> None:
+        try:
+            await self._read(ws)
+        except websockets.ConnectionClosed:
+            pass
+        if not self._leaving:  # the stream ended, the caller is still on the line: the next verb
+            self.result.lost_at.append(time.monotonic())
+            self._tasks.append(asyncio.create_task(self._next_verb()))
+
+    async def _next_verb(self) -> None:
+        """Run the TwiML after the ended stream: the ``<Redirect>``, whose answer may open a new stream."""
+        self._pending_marks.clear()  # a closed stream echoes nothing more
+        self._playout_end = time.monotonic()
+        doc = self.twiml_doc
+        if doc is None or doc.after is None:
+            self.result.ended = True
+            return
+        try:
+            self.twiml_doc = doc = await self.webhook.fetch(doc.after, self._form("in-progress"))
+        except Exception as exc:  # Twilio: "an application error has occurred", and the call ends
+            log.warning("call %s: the voice webhook failed (%r); the call ends", self.call_sid, exc)
+            self.result.ended = True
+            return
+        if doc.stream_url is None or self._leaving:
+            self.result.ended = True
+            return
+        self.stream_sid = "MZ" + uuid.uuid4().hex
+        self.chunk, self._seq = 0, 3
+        self.result.resumed_at.append(time.monotonic())
+        try:
+            await self._open_stream(doc.stream_url, doc.parameters)
+        except (OSError, websockets.WebSocketException) as exc:  # the stream could not start: the next verb
+            log.warning("call %s: stream to %s failed (%r)", self.call_sid, doc.stream_url, exc)
+            self.result.lost_at.append(time.monotonic())
+            await self._next_verb()
+
+    async def _read(self, ws: websockets.ClientConnection) -> None:
         async for raw in ws:
             cmd = tw.parse_command(raw)
             if cmd is None:
@@ -221,6 +288,8 @@ class SimulatedCall:
                 continue
             now = time.monotonic()
             if isinstance(cmd, tw.SendMedia):
+                if len(self.result.resumed_audio_at) < len(self.result.resumed_at):
+                    self.result.resumed_audio_at.append(now)
                 if (
                     self.result.caller_speech_end_at is not None
                     and self.result.reply_first_audio_at is None
@@ -246,6 +315,11 @@ class SimulatedCall:
     async def connect(self) -> None:
         """Voice webhook, WebSocket, ``connected`` + ``start``; then the 20 ms clock runs."""
         url, params = await self.twiml()
+        await self._open_stream(url, params)
+        self._tasks.append(asyncio.create_task(self._media_clock()))
+
+    async def _open_stream(self, url: str, params: dict[str, str]) -> None:
+        """Open the stream ``url`` (signed as Twilio signs it) and send ``connected`` + ``start``."""
         if self.public_url:  # Twilio signs the TwiML's URL as is; the proxy forwards to base_url
             ws_url = "ws" + self.base_url.removeprefix("http") + urlsplit(url).path
             signed = url
@@ -255,11 +329,15 @@ class SimulatedCall:
         headers = {"X-Twilio-Signature": self.validator.compute_signature(signed, {})} if self.validator else {}
         # No permessage-deflate: base64 μ-law barely compresses, and deflating 50 frames a second
         # each way costs CPU on both ends (py-spy showed it in the gateway's profile).
-        self._ws = await websockets.connect(ws_url, max_size=2**22, additional_headers=headers, compression=None)
-        await self._ws.send(tw.serialize_event(tw.Connected()))
+        ws = await websockets.connect(ws_url, max_size=2**22, additional_headers=headers, compression=None)
+        await ws.send(tw.serialize_event(tw.Connected()))
         start = tw.Start(self.stream_sid, self.call_sid, self.account_sid, ("inbound",), params, sequence_number=1)
-        await self._ws.send(tw.serialize_event(start))
-        self._tasks = [asyncio.create_task(self._media_clock(self._ws)), asyncio.create_task(self._receive(self._ws))]
+        await ws.send(tw.serialize_event(start))
+        self._ws = ws
+        self.result.stream_sid = self.stream_sid
+        self.result.streams.append(self.stream_sid)
+        self.result.stream_urls.append(url)
+        self._tasks.append(asyncio.create_task(self._receive(ws)))
 
     async def send_raw(self, raw: str | bytes) -> None:
         """Send any frame as is (malformed-input tests)."""
@@ -273,6 +351,7 @@ class SimulatedCall:
 
     async def hang_up(self) -> None:
         """Send ``stop`` and close the socket."""
+        self._leaving = True
         try:
             if self._ws is not None:
                 with contextlib.suppress(websockets.ConnectionClosed):
@@ -282,6 +361,7 @@ class SimulatedCall:
 
     async def close(self) -> None:
         """Stop the clock and receiver and close the socket (no ``stop``)."""
+        self._leaving = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -1,8 +1,9 @@
-"""Calls whose gateway died: a heartbeat per gateway process and a sweeper that finishes its calls.
+"""Calls whose gateway died: a sweeper that finishes them.
 
 Every gateway process has an id and keeps ``sb:gateway:<id>`` alive in Redis (TTL
-``GATEWAY_REDIS__HEARTBEAT_TTL_S``, refreshed three times per TTL); each live call's record names the
-gateway serving it. :class:`CallSweeper` (every gateway runs one: at start-up, then every
+``GATEWAY_REDIS__HEARTBEAT_TTL_S``, refreshed three times per TTL, by :mod:`gateway.fleet.registry`);
+each live call's record names the gateway serving it (a gateway that resumes a call takes it
+over). :class:`CallSweeper` (every gateway runs one: at start-up, then every
 ``GATEWAY_REDIS__ORPHAN_SWEEP_INTERVAL_S``) looks at the active calls in Redis; a call whose gateway's
 heartbeat has expired was cut off by a crash (kill -9, OOM, a lost host): one sweeper claims it,
 closes it in Redis with status ``gateway-lost`` and hands it to the hooks like any finished call,
@@ -57,14 +58,12 @@ def new_gateway_id() -> str:
 
 
 class CallSweeper:
-    """Heartbeat of this gateway, and the finisher of dead gateways' calls.
+    """The finisher of dead gateways' calls.
 
     Args:
         store: the Redis call store.
         hooks: what finishes a call (database row, ``call.completed``).
         gateway_id: this process's id (:func:`new_gateway_id`).
-        live_calls: how many calls this process serves now (written in the heartbeat).
-        heartbeat_ttl_s: a heartbeat older than this means the gateway is dead, seconds.
         sweep_interval_s: how often to look for orphans, seconds.
         db_sweep: optional coroutine factory finishing database-only orphans (see module doc).
     """
@@ -74,16 +73,12 @@ class CallSweeper:
         store: CallStore,
         hooks: CallFinisher,
         gateway_id: str,
-        live_calls: Callable[[], int],
-        heartbeat_ttl_s: float = 10.0,
         sweep_interval_s: float = 5.0,
         db_sweep: Callable[[], Any] | None = None,
     ) -> None:
         self.store = store
         self.hooks = hooks
         self.gateway_id = gateway_id
-        self.live_calls = live_calls
-        self.heartbeat_ttl_s = heartbeat_ttl_s
         self.sweep_interval_s = sweep_interval_s
         self.db_sweep = db_sweep
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,28 +86,15 @@ class CallSweeper:
         """CallSids this sweeper finished (newest last)."""
 
     def start(self) -> None:
-        """Start the heartbeat and the sweep loops."""
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._heartbeat_loop(), name="gateway-heartbeat"),
-            loop.create_task(self._sweep_loop(), name="orphan-sweeper"),
-        ]
+        """Start the sweep loop."""
+        self._tasks = [asyncio.get_running_loop().create_task(self._sweep_loop(), name="orphan-sweeper")]
 
     async def stop(self) -> None:
-        """Stop both loops (bounded wait)."""
+        """Stop the loop (bounded wait)."""
         for task in self._tasks:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2.0)
-
-    async def _heartbeat_loop(self) -> None:
-        ttl = max(round(self.heartbeat_ttl_s), 1)
-        while True:
-            try:
-                await self.store.heartbeat(self.gateway_id, ttl, self.live_calls())
-            except Exception as exc:
-                log.warning("gateway heartbeat failed: %r", exc)
-            await asyncio.sleep(self.heartbeat_ttl_s / 3)
 
     async def _sweep_loop(self) -> None:
         if self.db_sweep is not None:

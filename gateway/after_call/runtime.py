@@ -59,13 +59,15 @@ class DatabaseHooks:
         self._routes: dict[str, WebhookRoute | None] = {}
         """Where each call this process serves sends its events (``call_sid`` → route)."""
 
-    async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
+    async def profile_for(self, call_sid: str, from_: str, to: str, resumed: bool = False) -> AgentProfile:
         """The agent for ``to`` (never raises, never another business's: see ``answer_call``); the
-        call's row and ``call.started`` are written in the background."""
+        call's row and ``call.started`` are written in the background, unless the call is
+        ``resumed`` (its first gateway wrote them; the end upserts the row either way)."""
         started_at = time.time()
         profile, route = await self.resolver.answer_call(call_sid, to)
         self._routes[call_sid] = route
-        self.ledger.record_start(call_sid, from_, to, profile, route, started_at)
+        if not resumed:
+            self.ledger.record_start(call_sid, from_, to, profile, route, started_at)
         return profile
 
     async def profile_for_agent(self, call_sid: str, from_: str, to: str, agent_id: int | None) -> AgentProfile:
@@ -81,6 +83,10 @@ class DatabaseHooks:
         self._routes[call_sid] = route
         self.ledger.record_start(call_sid, from_, to, profile, route, started_at)
         return profile
+
+    def call_moved(self, call_sid: str) -> None:
+        """The call is finished by the gateway that resumed it: drop its route here."""
+        self._routes.pop(call_sid, None)
 
     async def call_ended(self, summary: CallSummary) -> None:
         """Keep the call: recording, call row, turns and ``call.completed``; queue the extraction.

@@ -53,9 +53,12 @@ class SettingsHooks:
         self.webhooks = webhooks
         self.profile = settings_profile(settings)
 
-    async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
+    async def profile_for(self, call_sid: str, from_: str, to: str, resumed: bool = False) -> AgentProfile:
         """Always the settings' agent."""
         return self.profile
+
+    def call_moved(self, call_sid: str) -> None:
+        """Nothing is kept per call here."""
 
     async def resolve(self, to: str | None) -> AgentProfile:
         """Always the settings' agent."""

@@ -98,9 +98,12 @@ class ChosenAgent:
             profile = await hooks.profile_for_agent(call_id, CALLER_ID, call_to(agent_id), agent_id)
         return cls(hooks, profile)
 
-    async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
-        """The chosen agent."""
+    async def profile_for(self, call_sid: str, from_: str, to: str, resumed: bool = False) -> AgentProfile:
+        """The chosen agent (a browser call is never resumed on another gateway)."""
         return self.profile
+
+    def call_moved(self, call_sid: str) -> None:
+        """Never happens to a browser call: its socket ends with the gateway that held it."""
 
     async def call_ended(self, summary: CallSummary) -> None:
         """As for a phone call: the hooks store it and send its webhook."""

@@ -147,12 +147,27 @@ class LiveCallStore(Protocol):
     async def end_call(self, call_sid: str, ended_at: float, status: str = "completed") -> None:
         """Close the record."""
 
+    async def get_call(self, call_sid: str) -> dict[str, Any] | None:
+        """The call's record with its ``turns`` and ``actions``, or ``None`` (a resumed call's history)."""
+
+    async def stream_of(self, call_sid: str) -> str | None:
+        """The stream holding the call's claim now (a lost stream's session checks for a takeover)."""
+
+    async def take_over_stream(self, call_sid: str, stream_sid: str, grant: str, ttl_s: int) -> bool:
+        """Give the call's claim to ``stream_sid`` if ``grant`` is the call's resume grant (used up)."""
+
 
 class CallHooks(Protocol):
     """Everything around a call: who answers it, and what happens once it is over."""
 
-    async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
-        """The agent answering a call to ``to`` (never raises: falls back to a default or a rejection)."""
+    async def profile_for(self, call_sid: str, from_: str, to: str, resumed: bool = False) -> AgentProfile:
+        """The agent answering a call to ``to`` (never raises: falls back to a default or a rejection).
+
+        ``resumed``: the call started on another stream (its start is recorded already).
+        """
+
+    def call_moved(self, call_sid: str) -> None:
+        """The call went on in another process (a resumed stream): forget it here, record nothing."""
 
     async def call_ended(self, summary: CallSummary) -> None:
         """The call is over: store it, queue its webhook (bounded by the caller)."""

@@ -9,7 +9,9 @@ re-prompts. It owns every task of the call in a :class:`~gateway.conversation.ta
 (bounded close, even when a library swallows a cancel). The call's record lives in memory and is
 mirrored to the live store (:mod:`gateway.conversation.record`). Hang-up (the caller leaves, the
 agent hangs up, the max duration, SIGTERM) stops every task within ``GATEWAY_CALL__TASK_CLOSE_TIMEOUT_S``,
-closes the record and hands the call to the hooks.
+closes the record and hands the call to the hooks. A stream lost without the carrier's ``stop``
+may be resumed by another session, here or on another gateway (:mod:`gateway.conversation.resume`):
+this one then lets the call go unfinished, and a resumed session starts from the stored record.
 
 It knows no carrier, web framework or database: everything it touches comes in
 :class:`~gateway.conversation.deps.Deps` (Protocols) and the :class:`Transport`.
@@ -38,6 +40,15 @@ from gateway.conversation.record import CallRecord, RecordWriter
 from gateway.conversation.recording import CallRecorder
 from gateway.conversation.replies import Reply
 from gateway.conversation.responder import Responder
+from gateway.conversation.resume import (
+    ENDING_STATE,
+    SUSPENDED_STATE,
+    ResumedCall,
+    load_resumed,
+    mark_state,
+    resume_line,
+    wait_for_takeover,
+)
 from gateway.conversation.speaker import Speaker
 from gateway.conversation.tasks import TaskScope
 from gateway.conversation.transcript import Transcript, Turn
@@ -56,7 +67,7 @@ from gateway.conversation.transport import (
 )
 from gateway.conversation.turns import Action, Event, State, TurnMachine
 from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
-from gateway.metrics import ABANDONED_TASKS, ACTIVE_CALLS, BARGE_INS, CALLS, ERRORS, STREAMS_REFUSED
+from gateway.metrics import ABANDONED_TASKS, ACTIVE_CALLS, BARGE_INS, CALLS, ERRORS, RESUMES, STREAMS_REFUSED
 from shared.audio import ulaw_decode
 from shared.errors import UpstreamError
 
@@ -109,6 +120,10 @@ class CallSession:
         self._close_code = 1000
         self._t0 = 0.0
         """Loop time of the call's start (the recording's zero)."""
+        self.resumed: ResumedCall | None = None
+        """The call's earlier record when this stream resumes it (another stream served it first)."""
+        self._stream_lost = False
+        """The connection closed without the carrier's ``stop``: the call may go on elsewhere."""
 
     # ---- CallContext -----------------------------------------------------------------------
     @property
@@ -171,10 +186,13 @@ class CallSession:
             abandoned = await self.scope.aclose(self.s.call.task_close_timeout_s)
             if abandoned:
                 ABANDONED_TASKS.inc(len(abandoned))
+            if not self._stream_lost:  # ended here, on purpose: a <Redirect> racing the close must not resume it
+                await self._mark(ENDING_STATE)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await self.transport.close(self._close_code)
-            await self._finish()
+            if not (self._stream_lost and await self._hand_over()):
+                await self._finish()
 
     def _task_failed(self, task: asyncio.Task[Any], exc: BaseException) -> None:
         """A bug in one task ends the call (as a TaskGroup would), never the gateway."""
@@ -185,6 +203,10 @@ class CallSession:
     async def _receive_loop(self) -> None:
         while True:
             event = await self.transport.receive()
+            if event is None and not self._ended.is_set():
+                self._stream_lost = True
+                log.info("call %s: the stream closed without a stop", self.call_sid)
+                return
             if event is None or isinstance(event, CallerLeft):
                 log.info("call %s: the caller left", self.call_sid)
                 return
@@ -222,21 +244,28 @@ class CallSession:
         self.call_sid, self.stream_sid = event.call_id, event.stream_id
         self.from_, self.to = event.from_, event.to
         self.scope.label = self.call_sid
+        self.resumed = resumed = await load_resumed(self.deps, event)
         self.deps.live_calls.add(self.call_sid)
-        self.started_at, self._t0 = time.time(), now()
+        self.started_at, self._t0 = resumed.started_at if resumed else time.time(), now()
         self.attention.touch()
-        CALLS.inc()
+        (RESUMES if resumed else CALLS).inc()
         ACTIVE_CALLS.inc()
-        log.info("call %s started (stream %s, from %s to %s)", self.call_sid, self.stream_sid, self.from_, self.to)
+        how = f"resumed from {resumed.previous_gateway!r}" if resumed else "started"
+        log.info("call %s %s (stream %s, from %s to %s)", self.call_sid, how, self.stream_sid, self.from_, self.to)
         record = CallRecord(self.call_sid, self.stream_sid, self.from_, self.to, self.started_at, self.deps.gateway_id)
+        if resumed is not None:  # the record goes on: its turns are in the store already
+            record.turns, record.actions = list(resumed.turns), list(resumed.actions)
+            self.transcript.restore(resumed.turns)
         self.writer = RecordWriter(self.deps.store, record)
         self.writer.start()
         self.spawn(self.transport.run_output(), "output")
-        self._profile = await self.deps.hooks.profile_for(self.call_sid, self.from_, self.to)
+        again = {"resumed": True} if resumed else {}
+        self._profile = await self.deps.hooks.profile_for(self.call_sid, self.from_, self.to, **again)
         self.speaker = Speaker(self.deps.tts, self.transport, self.profile.voice)
         self.responder = Responder(self, self.speaker, self._run_tools)
         self.actions = CallActions(self, self.responder.say)
-        self.responder.start(self._greet(), "greeting")
+        line = resume_line(self.s.agent, resumed.turns) if resumed else None
+        self.responder.start(self._greet() if line is None else self._resume(line), "greeting")
         self.spawn(self.actions.silence_watchdog(), "silence")
 
     async def _greet(self) -> None:
@@ -246,6 +275,34 @@ class CallSession:
             self.actions.after(reply, self.actions.hang_up)
         else:  # while the greeting plays
             self.responder.prewarm()
+
+    async def _resume(self, line: str) -> None:
+        """Open a resumed call: ``line`` ("Sorry, you cut out…") instead of the greeting."""
+        assert self.responder is not None
+        reply = await self.responder.say("resume", line)
+        self.transcript.agent_said(reply)
+        self.responder.prewarm()
+
+    async def _mark(self, state: str) -> None:
+        if self.writer is not None:
+            await mark_state(self.writer, state)
+
+    async def _hand_over(self) -> bool:
+        """The stream was lost: wait (``GATEWAY_FLEET__RESUME_WAIT_S``) for another stream to resume
+        the call; if one does, let the call go here without finishing it. Returns whether it did."""
+        if not self.call_sid or self.writer is None or self._profile is None:
+            return False
+        self.deps.live_calls.discard(self.call_sid)
+        await self._mark(SUSPENDED_STATE)
+        if not await wait_for_takeover(self.deps, self.call_sid, self.stream_sid):
+            return False
+        ACTIVE_CALLS.dec()
+        if self.speaker is not None:
+            await self.speaker.aclose()
+        await self.writer.close(self.s.redis.flush_timeout_s)
+        self.deps.hooks.call_moved(self.call_sid)
+        log.info("call %s: resumed by another stream; let go after %.1fs", self.call_sid, time.time() - self.started_at)
+        return True
 
     async def _run_tools(self, calls: Any, reply: Reply) -> None:
         assert self.actions is not None
@@ -258,10 +315,7 @@ class CallSession:
         ACTIVE_CALLS.dec()
         self.deps.live_calls.discard(self.call_sid)
         ended_at = time.time()
-        if self.responder is not None:
-            for reply in self.responder.replies.values():
-                reply.interrupt()
-                self.transcript.record_reply(reply, status="hangup")
+        self._record_replies("hangup")
         if self.speaker is not None:
             await self.speaker.aclose()
         self.writer.end(ended_at, self.end_status)
@@ -289,6 +343,12 @@ class CallSession:
             ERRORS.labels("session").inc()
             log.exception("call %s: call_ended hook failed", self.call_sid)
         log.info("call %s finished after %.1fs", self.call_sid, ended_at - self.started_at)
+
+    def _record_replies(self, status: str) -> None:
+        """Stop every reply and record what of it was heard (once)."""
+        for reply in self.responder.replies.values() if self.responder is not None else ():
+            reply.interrupt()
+            self.transcript.record_reply(reply, status=status)
 
     # ---- PlayoutHooks (called by the transport) ----------------------------------------------
     def on_playout_started(self, reply_id: str, at: float) -> None:

@@ -5,8 +5,10 @@ Keys (prefix ``sb:``):
     ``sb:call:{call_sid}:turns``  list of JSON turns, in order: {role, text, started_at, ended_at, ...}
     ``sb:call:{call_sid}:actions`` list of JSON tool actions: {tool, arguments, at}
     ``sb:call:{call_sid}:stream`` the streamSid serving the call (one live stream per CallSid)
+    ``sb:call:{call_sid}:resume`` a one-time grant for a new stream to take a live call over
     ``sb:calls:active``           set of live call sids
-    ``sb:gateway:{gateway_id}``   heartbeat of a gateway process (expires when it dies)
+    ``sb:gateway:{gateway_id}``   heartbeat of a gateway process (expires when it dies; written by
+                                  :mod:`gateway.fleet.registry`)
 
 Timestamps are Unix seconds (float). Any gateway process can read a live call; a restarted
 gateway keeps finished turns (Redis persistence permitting).
@@ -36,6 +38,20 @@ def _actions_key(call_sid: str) -> str:
 
 def _stream_key(call_sid: str) -> str:
     return f"{_PREFIX}:call:{call_sid}:stream"
+
+
+def _resume_key(call_sid: str) -> str:
+    return f"{_PREFIX}:call:{call_sid}:resume"
+
+
+# KEYS: resume grant, stream claim. ARGV: grant, new streamSid, claim ttl. 1 when taken over.
+_TAKE_OVER = """
+local grant = redis.call('GET', KEYS[1])
+if not grant or grant ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+"""
 
 
 def _gateway_key(gateway_id: str) -> str:
@@ -121,9 +137,29 @@ class CallStore:
             return None
         return str(await self.redis.get(key) or "?")
 
-    async def heartbeat(self, gateway_id: str, ttl_s: int, live_calls: int) -> None:
-        """Say that gateway ``gateway_id`` is alive for ``ttl_s`` more seconds."""
-        await self.redis.set(_gateway_key(gateway_id), live_calls, ex=ttl_s)
+    async def stream_of(self, call_sid: str) -> str | None:
+        """The streamSid that holds the call's claim now, or ``None``."""
+        value = await self.redis.get(_stream_key(call_sid))
+        return None if value is None else str(value)
+
+    async def grant_resume(self, call_sid: str, grant: str, ttl_s: int) -> None:
+        """Allow one new stream presenting ``grant`` to take the live call over (for ``ttl_s`` seconds)."""
+        await self.redis.set(_resume_key(call_sid), grant, ex=ttl_s)
+
+    async def take_over_stream(self, call_sid: str, stream_sid: str, grant: str, ttl_s: int) -> bool:
+        """Make ``stream_sid`` the call's one stream if ``grant`` is the call's resume grant (used up).
+
+        Returns:
+            ``True`` when the call is now ``stream_sid``'s (the lost stream's session sees it and
+            lets go), ``False`` for a wrong, used or expired grant.
+        """
+        keys = [_resume_key(call_sid), _stream_key(call_sid)]
+        return bool(await self.redis.eval(_TAKE_OVER, 2, *keys, grant, stream_sid, ttl_s))
+
+    async def call_meta(self, call_sid: str) -> dict[str, str] | None:
+        """The call's hash (``status``, ``state``, ``gateway``…) without its turns, or ``None``."""
+        record = await self.redis.hgetall(_call_key(call_sid))
+        return {str(k): str(v) for k, v in record.items()} if record else None
 
     async def gateway_alive(self, gateway_id: str) -> bool:
         """Whether ``gateway_id``'s heartbeat has not expired."""

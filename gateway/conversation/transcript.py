@@ -115,6 +115,16 @@ class Transcript:
         recent = self.history[-self.max_history_turns :] if self.max_history_turns > 0 else []
         return [{"role": "system", "content": system_prompt}, *recent, {"role": "user", "content": text}]
 
+    def restore(self, turns: list[dict[str, Any]]) -> None:
+        """Rebuild the history from a call's stored turns (a resumed call: what was said and heard
+        before its stream was lost). Backchannels and turns with no text are left out."""
+        for turn in turns:
+            text = str(turn.get("text") or "").strip()
+            if text and not turn.get("backchannel"):
+                self.history.append(
+                    {"role": "assistant" if turn.get("role") == "assistant" else "user", "content": text}
+                )
+
     def agent_said(self, reply: Reply) -> None:
         """A reply nobody asked for (the greeting) enters the history: the LLM must know it was heard."""
         if reply.spoken:

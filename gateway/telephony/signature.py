@@ -115,9 +115,22 @@ def signature_ok(settings: GatewaySettings, url: str, params: dict[str, Any], si
     return bool(signature) and RequestValidator(token).validate(url, params, signature or "")
 
 
-def stream_url(settings: GatewaySettings, request: Request) -> str:
-    """``wss://host/twilio/stream`` (``ws://`` when the gateway itself is reached over plain http)."""
-    base = settings.public_url.rstrip("/") if settings.public_url else str(request.base_url).rstrip("/")
+def own_base_url(settings: GatewaySettings, request: Request | WebSocket) -> str:
+    """This gateway's public base URL: ``GATEWAY_FLEET__ADVERTISE_URL``, else ``GATEWAY_PUBLIC_URL``,
+    else the request's own host (``http://host:port``)."""
+    base = settings.fleet.advertise_url or settings.public_url or str(request.base_url)
+    return base.rstrip("/")
+
+
+def stream_url_at(base: str) -> str:
+    """The media stream URL of the gateway at ``base``: ``https://h`` → ``wss://h/twilio/stream``
+    (``http://h`` → ``ws://h/twilio/stream``)."""
+    base = base.rstrip("/")
     if base.startswith("https://"):
         return "wss://" + base.removeprefix("https://") + "/twilio/stream"
     return "ws://" + base.removeprefix("http://") + "/twilio/stream"
+
+
+def stream_url(settings: GatewaySettings, request: Request) -> str:
+    """This gateway's ``wss://host/twilio/stream`` (``ws://`` when reached over plain http)."""
+    return stream_url_at(own_base_url(settings, request))

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,9 +17,8 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from shared.config import PROJECT_ROOT
 from tests.component.fakes import FakeWebhook
-from tools.stack import free_port, http_healthy
+from tests.component.gateways import GatewayProcess
 from tools.twilio_sim import SimulatedCall
 
 pytestmark = pytest.mark.timeout(240)
@@ -30,40 +27,6 @@ LONG_REPLY = (
     "Sure, I can help with that. Our plumbers fix leaks and clear blocked drains every single day of the week. "
     "We also install water heaters and repair toilets all across Springfield and the nearby towns."
 )
-
-
-class GatewayProcess:
-    """``python -m gateway`` on a free port, logging to a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        self.env = {**os.environ, **env, "GATEWAY_PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> GatewayProcess:
-        with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway"], cwd=PROJECT_ROOT, env=self.env, stdout=fh, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 120
-        while not http_healthy(self.port):
-            assert self.proc.poll() is None, f"gateway died:\n{self.tail()}"
-            assert time.monotonic() < deadline, f"gateway did not start:\n{self.tail()}"
-            time.sleep(0.2)
-        return self
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -108,7 +71,11 @@ async def wait_for(predicate, timeout_s: float, what: str) -> None:
 def test_sigterm_mid_call_stops_within_10s_with_the_call_finished(
     process_env, fake_llm, fake_webhook: FakeWebhook, speak, tmp_path: Path
 ) -> None:
-    gw = GatewayProcess(process_env, tmp_path / "gateway.log").start()
+    """A 1 s drain (the call outlasts it), then the shutdown: the call's stream closes, no other
+    gateway resumes it within the 1 s resume wait, so this one finishes it (tests/component/test_fleet.py
+    has the drain that outlasts its calls)."""
+    env = {**process_env, "GATEWAY_FLEET__DRAIN_TIMEOUT_S": "1", "GATEWAY_FLEET__RESUME_WAIT_S": "1"}
+    gw = GatewayProcess(env, tmp_path / "gateway.log").start()
     fake_llm.replies[:] = [LONG_REPLY]
     problem = speak("My kitchen sink is leaking.")
 

@@ -24,6 +24,7 @@ class FakeStore:
         self.turns: dict[str, list[dict[str, Any]]] = {}
         self.actions: dict[str, list[dict[str, Any]]] = {}
         self.streams: dict[str, str] = {}
+        self.grants: dict[str, str] = {}
         self.states: list[str] = []
         self.down = False
 
@@ -85,6 +86,36 @@ class FakeStore:
         self._check()
         self.calls.setdefault(call_sid, {}).update(status=status, ended_at=ended_at, state="ended")
 
+    async def get_call(self, call_sid: str) -> dict[str, Any] | None:
+        """The record with its turns and actions, or ``None``."""
+        self._check()
+        if call_sid not in self.calls:
+            return None
+        return {
+            **self.calls[call_sid],
+            "turns": list(self.turns.get(call_sid, [])),
+            "actions": list(self.actions.get(call_sid, [])),
+        }
+
+    async def stream_of(self, call_sid: str) -> str | None:
+        """The stream holding the call."""
+        self._check()
+        return self.streams.get(call_sid)
+
+    async def grant_resume(self, call_sid: str, grant: str, ttl_s: int) -> None:
+        """Allow one stream with ``grant`` to take the call over."""
+        self._check()
+        self.grants[call_sid] = grant
+
+    async def take_over_stream(self, call_sid: str, stream_sid: str, grant: str, ttl_s: int) -> bool:
+        """Swap the claim to ``stream_sid`` when ``grant`` matches (used up)."""
+        self._check()
+        if self.grants.get(call_sid) != grant:
+            return False
+        del self.grants[call_sid]
+        self.streams[call_sid] = stream_sid
+        return True
+
 
 @dataclass
 class FakeHooks:
@@ -93,11 +124,21 @@ class FakeHooks:
     profile: AgentProfile
     asked: list[tuple[str, str, str]] = field(default_factory=list)
     summaries: list[CallSummary] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    """CallSids whose profile was asked for a resumed stream."""
+    moved: list[str] = field(default_factory=list)
+    """CallSids let go because another stream resumed them."""
 
-    async def profile_for(self, call_sid: str, from_: str, to: str) -> AgentProfile:
+    async def profile_for(self, call_sid: str, from_: str, to: str, resumed: bool = False) -> AgentProfile:
         """Always :attr:`profile`."""
         self.asked.append((call_sid, from_, to))
+        if resumed:
+            self.resumed.append(call_sid)
         return self.profile
+
+    def call_moved(self, call_sid: str) -> None:
+        """Note the call as moved."""
+        self.moved.append(call_sid)
 
     async def resolve(self, to: str) -> AgentProfile:
         """Always :attr:`profile`."""

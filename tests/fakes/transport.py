@@ -361,6 +361,13 @@ class FakeTransport:
         if self._caller is not None and self._caller is not asyncio.current_task():
             self._caller.cancel()
 
+    def lose(self) -> None:
+        """The connection breaks without a ``stop`` (the carrier's side vanished, a network cut)."""
+        if self._closed or self._eof:
+            return
+        self.log.caller_left_at = self.now()
+        self._events.put_nowait(None)
+
     def _leave(self) -> None:
         self.log.caller_left_at = self.now()
         self._events.put_nowait(CallerLeft())
