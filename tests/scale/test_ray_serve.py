@@ -23,6 +23,7 @@ from gateway.metrics import UPSTREAM_RETRIES
 from gateway.upstream.speech import STTClient
 from gateway.upstream.tts_stream import TTSStreamClient
 from gateway.upstream.turn import RemoteTurnDetector
+from services.cluster.apps import REPLICA_HEADER
 from services.cluster.local import LOCAL_CONFIG, LocalCluster, load_config
 from shared.audio import float_to_pcm16, read_audio, ulaw_decode
 from tools.stack import free_port
@@ -90,17 +91,23 @@ def test_a_replica_killed_mid_request_is_retried_on_another(cluster: LocalCluste
         "args": {"num_replicas": 2, "max_ongoing_requests": 2, "env": {"STT_CPU_THREADS": "1"}},
     }
     cluster.deploy([two])
-    long = np.concatenate([speech] * 3)  # ~10 s of speech: still being transcribed when the replica dies
+    long = np.concatenate([speech] * 18)  # ~55 s of speech, two Whisper windows: seconds to transcribe
     before = UPSTREAM_RETRIES.labels("stt")._value.get()
 
     async def scenario() -> list[str]:
         async with httpx.AsyncClient(timeout=120) as http:
             stt = STTClient(http, cluster.url + "/stt", timeout_s=120)
+            # The replica to kill is one that serves traffic now (the actor list may still hold a
+            # replica of the previous deployment that is being stopped): the one answering a probe.
+            url = cluster.url + "/stt/v1/audio/transcriptions/raw"
+            probe = await http.post(url, params={"sample_rate": 16000}, content=speech.tobytes())
+            serving = probe.headers[REPLICA_HEADER]
             turns = [asyncio.create_task(stt.transcribe(long, 16000)) for _ in range(4)]  # two on each replica
             await asyncio.sleep(1.0)
+            assert not any(t.done() for t in turns)  # all still being transcribed
             replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if "SERVE_REPLICA::stt" in a["name"]]
-            assert len(replicas) == 2, replicas
-            ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]))
+            victim = next(a for a in replicas if serving in a["name"])
+            ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]))
             return await asyncio.gather(*turns)
 
     texts = asyncio.run(scenario())
