@@ -9,7 +9,7 @@ OUT ?= out/reply.wav
 
 .DEFAULT_GOAL := help
 .PHONY: help setup apt venv models migrate llm-vllm test-vllm call dev test test-unit test-e2e check lint typecheck fmt docs \
-        run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench bench-gateway soak clean
+        run-stt run-tts run-llm run-gateway eval-stt eval-robustness bench-stt bench-tts bench-latency bench bench-gateway soak clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -105,6 +105,10 @@ soak: CALLS ?= 2
 soak: MINUTES ?= 5
 soak: ## Soak: CALLS concurrent callers for MINUTES on the whole CPU stack; answered turns, completed calls, webhooks, RSS/fds
 	@$(PY) -m bench.soak --calls $(CALLS) --minutes $(MINUTES) --json docs/soak.json
+
+eval-robustness: ARGS ?=
+eval-robustness: ## Phone-line robustness: noise 20/10/5 dB, speakerphone echo, noise-only turns, Spanish (ARGS='--baseline docs/eval-robustness-before.json')
+	@$(PY) -m bench.robustness.run --json docs/eval-robustness.json $(ARGS)
 
 eval-turns: ## Smart Turn vs silence endpointing on recordings with pauses (cut-offs, delay)
 	@$(PY) scripts/eval_turns.py
