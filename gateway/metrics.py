@@ -25,6 +25,11 @@ STAGE_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
 )
 BARGE_INS = Counter("gateway_barge_ins_total", "Caller interruptions of agent speech")
+BARGE_IN_PAUSES = Counter(
+    "gateway_barge_in_pauses_total",
+    "Agent audio paused at caller speech, by outcome (interrupted, or resumed: a backchannel, echo or noise)",
+    ["outcome"],
+)
 ERRORS = Counter("gateway_errors_total", "Errors by stage", ["stage"])
 WEBHOOKS = Counter("gateway_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
 MALFORMED = Counter("gateway_malformed_frames_total", "Twilio frames skipped as malformed or unknown")
@@ -71,6 +76,8 @@ for _stage in STAGES:
     STAGE_LATENCY.labels(_stage)
 for _stage in ("stt", "llm", "tts", "webhook", "session", "redis"):
     ERRORS.labels(_stage)
+for _outcome in ("interrupted", "resumed"):
+    BARGE_IN_PAUSES.labels(_outcome)
 for _kind in ("message", "payload"):
     OVERSIZED.labels(_kind)
 

@@ -100,6 +100,38 @@ def noise(kind: str, seconds: float, seed: int = 0) -> np.ndarray:
     return out / (np.sqrt(np.mean(out**2)) + 1e-12)
 
 
+def noise_events(seconds: float, seed: int = 0, dbfs: float = -24.0) -> np.ndarray:
+    """Non-speech sounds a caller makes in a noise-only turn, at 8 kHz, float (n,): a breath (at 1.0 s),
+    a cough (2.6 s), a clatter of dishes (4.2 s), each at ``dbfs`` RMS. What makes VAD fire, and
+    Whisper write "Thank you." on a turn with no words."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE_HZ)
+    out = np.zeros(n)
+
+    def place(at_s: float, sound: np.ndarray) -> None:
+        start = int(at_s * RATE_HZ)
+        if start < n:
+            sound = sound / (np.sqrt(np.mean(sound**2)) + 1e-12) * 10 ** (dbfs / 20)
+            out[start : start + sound.size] += sound[: n - start]
+
+    def band(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        spec = np.fft.rfft(x)
+        freqs = np.fft.rfftfreq(x.size, 1 / RATE_HZ)
+        spec[(freqs < lo) | (freqs > hi)] = 0
+        return np.fft.irfft(spec, x.size)
+
+    m = int(0.45 * RATE_HZ)
+    place(1.0, band(rng.standard_normal(m), 400, 2500) * np.hanning(m))  # a breath
+    m = int(0.25 * RATE_HZ)
+    attack = np.minimum(np.arange(m) / (0.01 * RATE_HZ), 1) * np.exp(-np.arange(m) / (0.08 * RATE_HZ))
+    place(2.6, band(rng.standard_normal(m), 200, 1800) * attack)  # a cough
+    m = int(0.3 * RATE_HZ)
+    t = np.arange(m) / RATE_HZ
+    clatter = sum(np.sin(2 * np.pi * f * t) * np.exp(-t / 0.05) for f in rng.uniform(1500, 3800, 6))
+    place(4.2, np.asarray(clatter))  # dishes
+    return out
+
+
 # ---- the echo path -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Echo:
@@ -173,7 +205,9 @@ class SimulatedCarrier:
             self.marks_out.append(str(self.buffer.popleft()))
         if not self.buffer:
             return np.zeros(FRAME_SAMPLES, dtype=np.int16)
-        payload, reply_id = self.buffer.popleft()  # type: ignore[misc]
+        item = self.buffer.popleft()
+        assert isinstance(item, tuple)
+        payload, reply_id = item
         self.played.append((tick, reply_id))
         self.first_played.setdefault(reply_id, tick)
         while self.buffer and isinstance(self.buffer[0], str):  # marks right behind it: played with it

@@ -79,10 +79,11 @@ def measure(
     starts = [ms // 20 for name, ms in listen_events if name == "SpeechStarted"]
     m.speech_starts = len(starts)
     m.false_starts = sum(not _near(t, spans, before=NEAR_TICKS, after=25) for t in starts)
-    interruptions = [u for u in log.utterances if u.role == "interruption"]
+    played_ticks = np.array(sorted(t for t, _ in played)) if played else np.zeros(0, dtype=int)
+    over_agent = lambda u: bool(((played_ticks >= u.onset_tick - 5) & (played_ticks <= u.onset_tick)).any())  # noqa: E731
+    interruptions = [u for u in log.utterances if u.role == "interruption" and over_agent(u)]
     m.interruptions = len(interruptions)
     true_clears: set[int] = set()
-    played_ticks = np.array(sorted(t for t, _ in played)) if played else np.zeros(0, dtype=int)
     for u in interruptions:
         answered = [c for c in clears if u.onset_tick <= c <= u.onset_tick + BARGE_IN_WINDOW_TICKS]
         if not answered:
@@ -102,7 +103,7 @@ def measure(
             m.resumed_pauses += 1
             gap = played_ticks[(played_ticks >= p) & (played_ticks <= resumed[0] + 10)]
             m.resumed_gap_ms.append(float(np.diff(gap).max() - 1) * 20.0 if gap.size > 1 else 0.0)
-    windows = [(a, b + 50) for a, b in log.quiet]
+    windows = [(a, b + 5) for a, b in log.quiet]  # requests made while the caller said nothing
     m.noise_turns = len(log.quiet)
     m.noise_transcripts = sum(bool(text.strip()) and _near(t, windows, 0, 0) for t, text in stt_calls)
     m.noise_replies = sum(_near(t, windows, 0, 0) for t, _ in llm_calls)

@@ -34,8 +34,16 @@ def _now() -> float:
 
 
 async def costs(seconds: float) -> None:
-    """Let ``seconds`` (a model's real compute time) pass on the loop's clock."""
+    """Let ``seconds`` (a model's compute time) pass on the loop's clock."""
     await asyncio.sleep(seconds)
+
+
+STT_COST_S = {False: (0.15, 0.05), True: (0.45, 0.15)}
+"""What one transcription costs on the loop's clock, (fixed s, s per second of audio), English-only
+tiny.en (False) and multilingual base (True): their latency on the 2-core CPU box (README,
+MODELS.md). A fixed cost, not the measured one, so that runs on a shared box are repeatable."""
+SMART_TURN_COST_S = 0.06
+"""One Smart Turn check on the 2-core box (docs/turn-taking.md: 50–65 ms of CPU)."""
 
 
 # ---- VAD -----------------------------------------------------------------------------------------
@@ -94,7 +102,9 @@ class EngineSTT:
         from services.stt.config import STTSettings
         from services.stt.engine import WhisperEngine
 
-        settings = STTSettings(_env_file=None, **({"model": model} if model else {}))  # type: ignore[call-arg]
+        settings = STTSettings(_env_file=None)  # type: ignore[call-arg]
+        if model:
+            settings.model = model
         self.engine = WhisperEngine(settings)
         self.calls: list[Heard] = []
         self.wrap: Callable[[Heard], Any] = lambda heard: heard.text
@@ -117,7 +127,8 @@ class EngineSTT:
         language = kwargs.get("language", args[0] if args else None)
         heard = self.run(pcm16, sample_rate, language)
         self.calls.append(heard)
-        await costs(heard.wall_s)
+        fixed, per_s = STT_COST_S[self.engine.multilingual]
+        await costs(fixed + per_s * heard.audio_ms / 1000)
         return self.wrap(heard)
 
 
@@ -132,9 +143,8 @@ class VirtualSmartTurn:
 
     async def probability(self, pcm16: np.ndarray) -> float:
         """P(turn complete) for the utterance so far (int16 16 kHz)."""
-        started = time.perf_counter()
         p = self.model.probability(pcm16)
-        await costs(time.perf_counter() - started)
+        await costs(SMART_TURN_COST_S)
         return float(p)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.robustness.line import Echo, PhoneLine, at_level, noise
+from bench.robustness.line import Echo, PhoneLine, at_level, noise, noise_events
 from bench.robustness.metrics import CallMetrics, measure, pool
 from bench.robustness.models import CachedTTS, EngineSTT, Kokoro, ScriptedLLM, VirtualSmartTurn, VirtualVAD
 from bench.robustness.scripts import ENGLISH, REPLIES_EN, REPLIES_ES, SPANISH, Caller
@@ -48,6 +48,11 @@ class Condition:
     snr_db: float | None = None
     echo: Echo | None = None
     callers: str = "en"
+
+    @property
+    def sounds(self) -> bool:
+        """The noise-only turn has a breath, a cough and a clatter (noisy lines; a clean line is silent)."""
+        return self.noise_kind is not None
 
 
 CONDITIONS = [
@@ -100,7 +105,7 @@ def line_audio(text: str, voice: str, lang: str, kokoro: Kokoro) -> tuple[np.nda
     return at_level(kokoro.say(text, voice, lang).astype(np.float64)), text
 
 
-def script_for(caller: Caller, kokoro: Kokoro) -> list[Step]:
+def script_for(caller: Caller, kokoro: Kokoro, sounds: bool = False, seed: int = 0) -> list[Step]:
     """The caller's steps (see :mod:`bench.robustness.scripts`)."""
 
     def say(text: str, role: str = "turn") -> Speak:
@@ -117,7 +122,7 @@ def script_for(caller: Caller, kokoro: Kokoro) -> list[Step]:
         IntoAgent(1.5),
         say(caller.interruption, "interruption"),
         AfterAgent(),
-        Quiet(6.0),
+        Quiet(6.0, noise_events(6.0, seed) if sounds else None),
         say(caller.turn3),
         AfterAgent(),
     ]
@@ -163,11 +168,11 @@ async def one_call(models: Models, caller: Caller, cond: Condition, seed: int) -
     hooks = Hooks(profile)
     deps = Deps(
         settings=settings,
-        store=MemoryStore(),  # type: ignore[arg-type]
+        store=MemoryStore(),
         stt=stt,
         tts=CachedTTS(models.kokoro),
         llm=llm,
-        vad=models.vad,  # type: ignore[arg-type]
+        vad=models.vad,
         hooks=hooks,
         smart_turn=models.smart_turn if settings.listening.turn_detection == "smart_turn" else None,
         carrier=None,
@@ -176,20 +181,23 @@ async def one_call(models: Models, caller: Caller, cond: Condition, seed: int) -
     noise_audio = noise(cond.noise_kind, 30.0, seed) if cond.noise_kind else None
     line = PhoneLine(noise_audio, cond.snr_db, cond.echo, seed=seed)
     transport = LineTransport(
-        script_for(caller, models.kokoro), line, settings.twilio.playback_lead_ms, settings.twilio.playback_tick_ms
+        script_for(caller, models.kokoro, cond.sounds, seed),
+        line,
+        settings.twilio.playback_lead_ms,
+        settings.twilio.playback_tick_ms,
     )
     session = CallSession(deps, transport)
     events: list[tuple[str, int]] = []
     push = session.listener.push
 
-    async def listened(pcm16: np.ndarray) -> list[Any]:
-        out = await push(pcm16)
+    async def listened(pcm16: np.ndarray, *args: Any) -> list[Any]:
+        out = await push(pcm16, *args)
         for ev in out:
             at = getattr(ev, "at_ms", getattr(ev, "start_ms", session.listener.now_ms))
             events.append((type(ev).__name__, int(at)))
         return out
 
-    session.listener.push = listened  # type: ignore[method-assign]
+    session.listener.push = listened  # type: ignore[method-assign,assignment]
     t0 = asyncio.get_running_loop().time()
     async with asyncio.timeout(400):
         await session.run()
@@ -285,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if not conditions:
         p.error(f"no such condition in {wanted}; known: {[c.name for c in CONDITIONS]}")
     stt_es = None
-    if any(c.callers == "es" for c in conditions):
+    if any(c.callers == "es" for c in conditions) and language_fields(None):  # the gateway knows languages
         multilingual = models_dir() / "whisper-base"
         if (multilingual / "model.bin").exists():
             stt_es = EngineSTT(str(multilingual))
@@ -296,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for cond in conditions:
         rows[cond.name] = run_condition(models, cond, args.calls)
-        sys.stdout.write(f"{cond.name}: {json.dumps({k: v for k, v in rows[cond.name].items() if k not in ('refs', 'hyps')})}\n")
+        sys.stdout.write(
+            f"{cond.name}: {json.dumps({k: v for k, v in rows[cond.name].items() if k not in ('refs', 'hyps')})}\n"
+        )
     baseline = json.loads(args.baseline.read_text())["conditions"] if args.baseline else None
     sys.stdout.write("\n" + table(rows, baseline) + "\n")
     sys.stdout.write(f"\n{sum(r['calls'] for r in rows.values())} calls in {time.perf_counter() - started:.0f} s\n")

@@ -64,9 +64,11 @@ class IntoAgent:
 
 @dataclass(frozen=True)
 class Quiet:
-    """Say nothing for ``seconds`` (the background goes on): a silence or noise-only turn."""
+    """Say nothing for ``seconds`` (the background goes on): a silence or noise-only turn; ``sounds``
+    (float, 8 kHz) are non-speech sounds the caller makes meanwhile (a breath, a cough)."""
 
     seconds: float
+    sounds: np.ndarray | None = None
 
 
 Step = Speak | AfterAgent | IntoAgent | Quiet
@@ -182,9 +184,7 @@ class LineTransport:
     async def _step(self, step: Step) -> None:
         if isinstance(step, Speak):
             start = self._tick
-            self.log.utterances.append(
-                Utterance(step.text, step.role, start, start + onset_frames(step.audio), start)
-            )
+            self.log.utterances.append(Utterance(step.text, step.role, start, start + onset_frames(step.audio), start))
             self._speech, self._speech_pos = step.audio, 0
             while self._speech is not None:
                 await self._next_tick()
@@ -192,7 +192,9 @@ class LineTransport:
             self._last_words_tick = self._tick
         elif isinstance(step, Quiet):
             first = self._tick
+            self._speech, self._speech_pos = step.sounds, 0
             await self._quiet_ticks(round(step.seconds / TICK_S))
+            self._speech = None
             self.log.quiet.append((first, self._tick - 1))
         elif isinstance(step, AfterAgent | IntoAgent):
             since = self._last_words_tick
@@ -260,12 +262,12 @@ class LineTransport:
     def pause(self) -> None:
         """Stop sending the agent's audio (what the carrier buffered plays on)."""
         self.log.pauses.append(self._tick)
-        self._playback.pause()  # type: ignore[attr-defined]
+        self._playback.pause()
 
     def resume(self) -> None:
         """Send the paused audio on from where it stopped."""
         self.log.resumes.append(self._tick)
-        self._playback.resume()  # type: ignore[attr-defined]
+        self._playback.resume()
 
     @property
     def pending(self) -> int:

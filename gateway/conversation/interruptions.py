@@ -28,9 +28,12 @@ def is_backchannel(text: str, backchannels: tuple[str, ...] | list[str], min_wor
     It is a backchannel when it is empty, or every word belongs to an acknowledgement phrase
     ("mm-hm", "yeah okay", "right, got it"), or it has fewer than ``min_words`` words.
     """
+    return len(words(text)) < min_words or only_backchannels(text, backchannels)
+
+
+def only_backchannels(text: str, backchannels: tuple[str, ...] | list[str]) -> bool:
+    """True if ``text`` is empty or every word belongs to an acknowledgement phrase (whatever its length)."""
     tokens = words(text)
-    if len(tokens) < min_words:
-        return True
     phrases = {tuple(words(p)) for p in backchannels}
     longest = max((len(p) for p in phrases), default=1)
     i = 0

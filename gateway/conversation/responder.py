@@ -101,7 +101,11 @@ class Responder:
         """The caller paused (transcribe early what the turn would end with, carried audio first)
         or spoke again in that pause (drop it). Not while the agent speaks: speech over it is an
         interjection, judged by its own transcription."""
-        if isinstance(event, SpeechResumed) or self.ctx.machine.state is State.SPEAKING:
+        if (
+            isinstance(event, SpeechResumed)
+            or self.ctx.machine.state is State.SPEAKING
+            or not self.ctx.s.listening.early_stt
+        ):
             self.early.cancel()
             return
         carry = self.carry_audio
