@@ -154,3 +154,8 @@ class Playback:
             if self._next_due - now <= self.lead_s + self.tick_s:
                 return self._next_due
             await asyncio.sleep(self._next_due - now - self.lead_s)
+            if generation != self._generation:
+                return None
+            if self._running.is_set():
+                return self._next_due
+            # paused while it slept: wait for the resume, then pace again from then
