@@ -19,12 +19,12 @@ tolerate a few ms of misalignment:
 * every 0.5 s of agent speech the echo path's **delay** is estimated as the lag (0–600 ms) that
   maximises the normalised cross-correlation of the two envelopes (log energies) over the last 4 s
   (the envelope-correlation delay estimate of the WebRTC/Speex delay estimators, cf. WebRTC's
-  ``DelayEstimator``, Speex ``speex_echo_state``'s far-end alignment), and its **gain** as the
-  75th percentile of the inbound/reference energy ratio at that lag over the loud reference bins
-  (robust to a caller who talks over it);
+  ``DelayEstimator``, Speex ``speex_echo_state``'s far-end alignment), and the path's **energy
+  response** around that delay (−20…+80 ms: the room's reverberation) by least squares of the
+  inbound envelope on the lagged reference envelopes, refitted without the bins the caller talks
+  over (an energy-domain echo model, as residual-echo estimators of AECs use);
 * a VAD frame is **echo** when its inbound energy is no more than ``margin_db`` above the echo
-  predicted for it (gain × the loudest reference energy from 20 ms after to 60 ms before the lag:
-  jitter, and the room's reverberation); its speech
+  predicted for it (the response applied to the reference, the largest with ±10 ms of jitter); its speech
   probability is then ignored. A caller speaking over the echo at a normal level is ``10–20 dB``
   above it and passes.
 
@@ -40,9 +40,17 @@ import numpy as np
 
 BIN_S = 0.01
 """Envelope resolution: 10 ms."""
-SPREAD_BEFORE, SPREAD_AFTER = 2, 6
-"""The echo predicted for a bin is the loudest reference from 20 ms after to 60 ms before the
-estimated delay: the network's jitter, and the room's reverberation that carries a sound on after it."""
+SPREAD_BEFORE, SPREAD_AFTER = 2, 8
+"""The echo path's energy response is fitted from 20 ms before to 80 ms after the estimated delay:
+the room's reverberation carries a sound on after it."""
+DOUBLE_TALK_SHARE = 0.2
+"""When more than this share of the window's echo bins are 6 dB louder than the echo predicted, the
+caller is talking over it: the estimate is kept, not refitted."""
+MOVE_CORR, MOVE_MARGIN = 0.75, 0.15
+"""A known delay moves to another lag only when that lag correlates at least this well, and this much
+better than the known one."""
+JITTER = np.array([-1, 0, 1])
+"""The echo predicted for a bin is the largest with the reference shifted by up to ±10 ms (jitter)."""
 
 
 class EchoGate:
@@ -90,6 +98,9 @@ class EchoGate:
         self._in_partial = np.zeros(0, dtype=np.float64)
         self.delay_bins: int | None = None
         self.gain = self.prior_gain
+        self.path_lags = np.zeros(1, dtype=np.int64)
+        self.path = np.zeros(1)
+        """The echo path's energy response: ``path[i]`` at lag ``path_lags[i]`` bins (after the first estimate)."""
         self.correlation = 0.0
         self._active_ref_bins = 0
         self._next_estimate = 0
@@ -160,22 +171,51 @@ class EchoGate:
         active = refs.max(axis=0) > 1e-6
         if active.sum() < 100:
             return
+        echo_like = active
+        if self.delay_bins is not None:  # the caller talking over the echo: keep the estimate we have
+            x_now = refs[np.clip(self.path_lags, 0, self.max_lag)].T @ self.path
+            loud = active & (x_now > 1e-7)
+            talk = inbound > 4 * x_now
+            if loud.sum() >= 20 and np.mean(talk[loud]) > DOUBLE_TALK_SHARE:
+                return
+            echo_like = active & ~talk
         y = np.log10(inbound + 1e-9)
         x = np.log10(refs + 1e-9)
         yc = y - y.mean()
         xc = x - x.mean(axis=1, keepdims=True)
         corr = (xc @ yc) / (np.sqrt((xc**2).sum(axis=1) * (yc**2).sum()) + 1e-12)
         best = int(np.argmax(corr))
+        if self.delay_bins is not None and best != self.delay_bins:
+            # Turn-taking correlates too (the caller starts as the agent stops): the delay only moves
+            # to a clearly better lag.
+            if corr[best] < max(MOVE_CORR, corr[self.delay_bins] + MOVE_MARGIN):
+                best = self.delay_bins
         self.correlation = float(corr[best])
         if self.correlation >= self.min_corr:
-            self.delay_bins = best
-            ref = refs[best]
-            loud = ref > np.percentile(ref[ref > 1e-6], 50)
-            if loud.sum() >= 20:
-                self.gain = float(np.percentile(inbound[loud] / ref[loud], 75))
-            self.no_echo = False
+            if self._fit_path(refs, inbound, best, echo_like):
+                self.delay_bins = best
+                self.no_echo = False
         elif self.delay_bins is None and self._active_ref_bins >= self.no_echo_bins:
             self.no_echo = True
+
+    def _fit_path(self, refs: np.ndarray, inbound: np.ndarray, best: int, echo_like: np.ndarray) -> bool:
+        """Fit the echo path's energy response around the delay: inbound ≈ Σ_k h_k · ref(lag_k) + floor,
+        least squares over the window's ``echo_like`` bins (not under-predicted fourfold by the last
+        estimate: the caller talking over it), refitted once without the bins this fit under-predicts
+        fourfold, negative taps clipped."""
+        lags = np.arange(max(best - SPREAD_BEFORE, 0), min(best + SPREAD_AFTER, self.max_lag) + 1)
+        x = np.column_stack([refs[lags].T, np.ones(refs.shape[1])])
+        active = refs[best] > 1e-6
+        keep = active & echo_like
+        h = np.zeros(lags.size + 1)
+        for _ in range(2):
+            if keep.sum() < 50:
+                return False
+            h = np.clip(np.linalg.lstsq(x[keep], inbound[keep], rcond=None)[0], 0, None)
+            keep = active & (inbound <= 4 * (x @ h) + 1e-9)
+        self.path_lags, self.path = lags, h[:-1]
+        self.gain = float(self.path.sum())
+        return True
 
     # ---- the decision --------------------------------------------------------------------------
     def predicted(self, start_ms: int, end_ms: int) -> float:
@@ -188,9 +228,9 @@ class EchoGate:
             lags = np.arange(self.max_lag + 1)
             spread = self._ref_energy((ref0 + bins)[None, :] - lags[:, None]).max(axis=0)
             return float(self.prior_gain * spread.mean())
-        lags = np.arange(max(self.delay_bins - SPREAD_BEFORE, 0), self.delay_bins + SPREAD_AFTER + 1)
-        spread = self._ref_energy((ref0 + bins)[None, :] - lags[:, None]).max(axis=0)
-        return float(self.gain * spread.mean())
+        shifted = (ref0 + bins)[None, None, :] + JITTER[:, None, None] - self.path_lags[None, :, None]
+        echo = np.einsum("k,jkb->jb", self.path, self._ref_energy(shifted))  # (jitter, bins)
+        return float(echo.max(axis=0).mean())
 
     def is_echo(self, frame_pcm16: np.ndarray, start_ms: int, end_ms: int) -> bool:
         """Whether the caller audio ``frame_pcm16`` (int16, any rate) at stream time ``[start_ms, end_ms)``

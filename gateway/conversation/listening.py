@@ -26,7 +26,7 @@ from gateway.conversation.vad import FRAME_MS as VAD_FRAME_MS
 from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
 from shared.audio import Resampler
 
-FALSE_ONSET_SILENCE_MS = 160
+FALSE_ONSET_SILENCE_MS = 300
 """Silence after a burst too short to be speech (< ``min_speech_ms`` voiced) that lets a paused agent go on."""
 
 
