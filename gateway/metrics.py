@@ -30,6 +30,11 @@ BARGE_IN_PAUSES = Counter(
     "Agent audio paused at caller speech, by outcome (interrupted, or resumed: a backchannel, echo or noise)",
     ["outcome"],
 )
+DROPPED_TRANSCRIPTS = Counter(
+    "gateway_dropped_transcripts_total",
+    "Transcripts dropped as Whisper's hallucinations on noise, by reason (gateway/conversation/hallucinations.py)",
+    ["reason"],
+)
 ERRORS = Counter("gateway_errors_total", "Errors by stage", ["stage"])
 WEBHOOKS = Counter("gateway_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
 MALFORMED = Counter("gateway_malformed_frames_total", "Twilio frames skipped as malformed or unknown")
@@ -76,6 +81,8 @@ for _stage in STAGES:
     STAGE_LATENCY.labels(_stage)
 for _stage in ("stt", "llm", "tts", "webhook", "session", "redis"):
     ERRORS.labels(_stage)
+for _reason in ("no_speech", "low_confidence", "known_hallucination"):
+    DROPPED_TRANSCRIPTS.labels(_reason)
 for _outcome in ("interrupted", "resumed"):
     BARGE_IN_PAUSES.labels(_outcome)
 for _kind in ("message", "payload"):

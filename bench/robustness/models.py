@@ -107,7 +107,7 @@ class EngineSTT:
             settings.model = model
         self.engine = WhisperEngine(settings)
         self.calls: list[Heard] = []
-        self.wrap: Callable[[Heard], Any] = lambda heard: heard.text
+        self.wrap: Callable[[Heard], Any] = scored
 
     def run(self, pcm16: np.ndarray, sample_rate: int, language: str | None = None) -> Heard:
         """Transcribe int16 (n,) at ``sample_rate`` now (blocking)."""
@@ -130,6 +130,22 @@ class EngineSTT:
         fixed, per_s = STT_COST_S[self.engine.multilingual]
         await costs(fixed + per_s * heard.audio_ms / 1000)
         return self.wrap(heard)
+
+
+def scored(heard: Heard) -> Any:
+    """What the gateway's STT client returns: the text with Whisper's scores where the gateway has
+    :class:`gateway.conversation.deps.Heard`, plain text otherwise (older gateways)."""
+    from gateway.conversation import deps
+
+    kind = getattr(deps, "Heard", None)
+    if kind is None:
+        return heard.text
+    return kind(
+        heard.text,
+        heard.language,
+        heard.no_speech_prob if heard.text else None,
+        heard.avg_logprob if heard.text else None,
+    )
 
 
 # ---- Smart Turn --------------------------------------------------------------------------------------

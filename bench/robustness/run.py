@@ -211,7 +211,7 @@ async def one_call(models: Models, caller: Caller, cond: Condition, seed: int) -
         [(tick(c.at), c.text) for c in stt.calls],
         [(tick(at), text) for at, text, _ in llm.requests],
         turns,
-        {"dropped_hallucinations": int(getattr(session, "dropped_transcripts", 0))},
+        {"dropped_hallucinations": int(getattr(session.responder, "dropped", 0))},
     )
 
 

@@ -202,10 +202,11 @@ class Overlap:
             s.spawn(s.check_turn(check), "smart-turn")
 
     async def transcribe(self, audio: Any) -> str | None:
-        """The words of ``audio`` (PCM16 16 kHz), ``None`` if STT failed."""
+        """The words of ``audio`` (PCM16 16 kHz; ``""``: none, or noise), ``None`` if STT failed."""
         s = self.session
         try:
-            return await s.deps.stt.transcribe(audio, VAD_RATE_HZ)
+            heard = await s.deps.stt.transcribe(audio, VAD_RATE_HZ)
+            return s.responder.screen(heard) if s.responder is not None else heard
         except UpstreamError as exc:
             ERRORS.labels("stt").inc()
             log.warning("call %s: could not transcribe speech over the agent: %s", s.call_sid, exc)

@@ -22,6 +22,7 @@ import numpy as np
 from gateway.conversation.context import CallContext, now
 from gateway.conversation.early_stt import EarlyTranscript
 from gateway.conversation.endpointing import PauseStarted, SpeechEnded, SpeechResumed
+from gateway.conversation.hallucinations import hallucination
 from gateway.conversation.labels import SpeakerLabelFilter
 from gateway.conversation.llm_tools import ToolCall, openai_tools
 from gateway.conversation.replies import Reply
@@ -29,7 +30,7 @@ from gateway.conversation.speaker import Speaker, aclose_iterator
 from gateway.conversation.transcript import Turn
 from gateway.conversation.turns import Event, State
 from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
-from gateway.metrics import ERRORS, STAGE_LATENCY
+from gateway.metrics import DROPPED_TRANSCRIPTS, ERRORS, STAGE_LATENCY
 from shared.audio import wav_bytes
 from shared.errors import UpstreamError
 
@@ -61,6 +62,26 @@ class Responder:
         """Caller audio whose transcription was cancelled because the caller went on talking (16 kHz)."""
         self.early = EarlyTranscript(ctx.deps.stt, VAD_RATE_HZ, ctx.spawn)
         self._seq = 0
+        self.dropped = 0
+        """Transcripts dropped as Whisper's hallucinations on noise (:meth:`screen`)."""
+
+    # ---- what STT heard ------------------------------------------------------------------
+    def screen(self, heard: str) -> str:
+        """``heard`` (a :class:`~gateway.conversation.deps.Heard` with Whisper's scores, or plain text),
+        or ``""`` when it is a hallucination on noise (:mod:`gateway.conversation.hallucinations`):
+        dropped, counted, logged."""
+        reason = hallucination(
+            heard,
+            getattr(heard, "no_speech_prob", None),
+            getattr(heard, "avg_logprob", None),
+            getattr(heard, "language", None),
+        )
+        if reason is None:
+            return heard
+        self.dropped += 1
+        DROPPED_TRANSCRIPTS.labels(reason).inc()
+        log.info("call %s: dropped %r (%s)", self.ctx.call_sid, str(heard), reason)
+        return ""
 
     # ---- the reply task ------------------------------------------------------------------
     def busy(self) -> bool:
@@ -189,7 +210,8 @@ class Responder:
 
     async def _transcribe(self, audio: np.ndarray, latency: dict[str, float]) -> str:
         """The text of ``audio`` (PCM16 16 kHz): the early transcript if it was made of this very audio
-        (awaited if still in flight), else, or if it failed, a transcription now.
+        (awaited if still in flight), else, or if it failed, a transcription now; ``""`` for a
+        hallucination on noise (:meth:`screen`).
 
         Records ``stt_ms`` (the wait from now, the endpoint decision, for the text: what the caller
         waits) and ``stt_total_ms`` (the transcription's own duration, sent → answered), in ``latency``.
@@ -207,11 +229,11 @@ class Responder:
                 log.warning("call %s: early STT failed (%s); transcribing again", ctx.call_sid, exc)
             else:
                 latency["stt_ms"], latency["stt_total_ms"] = (now() - t0) * 1000, early.duration_ms
-                return heard
+                return self.screen(heard)
         t1 = now()
         heard = await ctx.deps.stt.transcribe(audio, VAD_RATE_HZ)
         latency["stt_ms"], latency["stt_total_ms"] = (now() - t0) * 1000, (now() - t1) * 1000
-        return heard
+        return self.screen(heard)
 
     async def _respond_text(
         self,

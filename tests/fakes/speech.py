@@ -91,14 +91,17 @@ class FakeSTT:
         self.fail_calls = set(fail_calls)
         self.texts: Sequence[str] = ()
         self.calls: list[Transcription] = []
+        self.languages: list[str | None] = []
 
-    async def transcribe(self, pcm16: np.ndarray, sample_rate: int) -> str:
-        """The texts of the utterances in ``pcm16`` (int16 (n,) at ``sample_rate``), joined; ``""`` for none.
+    async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str | None = None) -> str:
+        """The texts of the utterances in ``pcm16`` (int16 (n,) at ``sample_rate``), joined; ``""`` for none
+        (``language`` is recorded in :attr:`languages`).
 
         Raises:
             UpstreamError: ``down`` is set or this request is in ``fail_calls`` (service ``stt``, 503).
         """
         at = _now()
+        self.languages.append(language)
         number = len(self.calls)
         audio_ms = pcm16.size * 1000 // sample_rate
         failing = self.down or number in self.fail_calls
