@@ -244,7 +244,12 @@ class AgentSettings(SettingsGroup):
     """The settings' agent (every call without a database; unknown numbers with one) and its lines."""
 
     voice: str = "af_heart"
-    """Kokoro voice of the agent."""
+    """Kokoro voice of the agent (a Spanish agent whose voice is English speaks with ``ef_dora``)."""
+    language: Literal["en", "es", "auto"] = "en"
+    """The language the agent answers in: ``en``, ``es``, or ``auto`` (detected from the caller's first
+    words; English until then). ``es``/``auto`` need the STT service's multilingual model
+    (``STT_MULTILINGUAL_MODEL``); a Spanish agent left with the English greeting greets in Spanish
+    (``gateway/conversation/language.py``)."""
     greeting: str = "Thanks for calling Acme Plumbing, this is the virtual receptionist. How can I help you today?"
     """Spoken when the call connects."""
     system_prompt: str = Field(default_factory=default_system_prompt)

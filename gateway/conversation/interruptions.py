@@ -12,9 +12,10 @@ import re
 DEFAULT_BACKCHANNELS = (
     "mm", "mhm", "mm-hm", "mm-hmm", "uh-huh", "uh huh", "hmm", "yeah", "yes", "yep", "yup", "okay", "ok",
     "right", "sure", "alright", "all right", "got it", "i see", "cool", "great", "thanks", "thank you",
+    "ajá", "aja", "sí", "si", "vale", "claro", "bueno", "de acuerdo", "entiendo", "ya", "gracias", "mhm", "ok",
 )  # fmt: skip
 
-_WORDS = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
+_WORDS = re.compile(r"[\w']+(?:-[\w']+)*")
 
 
 def words(text: str) -> list[str]:

@@ -205,8 +205,9 @@ class Overlap:
         """The words of ``audio`` (PCM16 16 kHz; ``""``: none, or noise), ``None`` if STT failed."""
         s = self.session
         try:
-            heard = await s.deps.stt.transcribe(audio, VAD_RATE_HZ)
-            return s.responder.screen(heard) if s.responder is not None else heard
+            if s.responder is None:
+                return str(await s.deps.stt.transcribe(audio, VAD_RATE_HZ))
+            return s.responder.screen(await s.responder.stt.transcribe(audio, VAD_RATE_HZ))
         except UpstreamError as exc:
             ERRORS.labels("stt").inc()
             log.warning("call %s: could not transcribe speech over the agent: %s", s.call_sid, exc)

@@ -32,6 +32,7 @@ from gateway.conversation.admission import refusal
 from gateway.conversation.context import Attention, now
 from gateway.conversation.deps import Deps
 from gateway.conversation.endpointing import PauseDetected, PauseStarted, SpeechEnded, SpeechResumed, SpeechStarted
+from gateway.conversation.language import CallLanguage
 from gateway.conversation.listening import BargeIn, FalseOnset, Listener, SpeechOnset
 from gateway.conversation.overlap import Overlap
 from gateway.conversation.record import CallRecord, RecordWriter
@@ -94,6 +95,8 @@ class CallSession:
             agent_speaking=lambda: self.machine.state is State.SPEAKING,
             turn_detector=deps.smart_turn if smart else None,
         )
+        self.language = CallLanguage()
+        """The call's language (the agent's setting, or detected: :mod:`gateway.conversation.language`)."""
         self.overlap = Overlap(self)
         """Caller speech over the agent: pause, then interrupt or resume."""
         self._profile: AgentProfile | None = None
@@ -224,7 +227,8 @@ class CallSession:
         self.writer.start()
         self.spawn(self.transport.run_output(), "output")
         self._profile = await self.deps.hooks.profile_for(self.call_sid, self.from_, self.to)
-        self.speaker = Speaker(self.deps.tts, self.transport, self.profile.voice)
+        self.language = CallLanguage(self.profile.language)
+        self.speaker = Speaker(self.deps.tts, self.transport, self.language.voice(self.profile.voice))
         self.responder = Responder(self, self.speaker, self._run_tools)
         self.actions = CallActions(self, self.responder.say)
         self.responder.start(self._greet(), "greeting")

@@ -79,7 +79,7 @@ async def check_language(service: STTService, language: str | None, endpoint: st
     Raises:
         APIError: 400 unknown language; 503 model not ready.
     """
-    engine, _ = await service.wait_ready()
+    engine, _ = await service.wait_ready(language)
     try:
         return checked_language(engine, language)
     except APIError:
@@ -100,7 +100,7 @@ async def transcribe_audio(
     Raises:
         APIError: 400 unknown language, 413 too long, 503 queue full / shutting down / not ready.
     """
-    engine, scheduler = await service.wait_ready()
+    engine, scheduler = await service.wait_ready(options.get("language"))
     options = {**options, "language": checked_language(engine, options.get("language"))}
     seconds = audio.size / SAMPLE_RATE_HZ
     if seconds > service.settings.max_audio_seconds:
