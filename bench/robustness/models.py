@@ -108,6 +108,9 @@ class EngineSTT:
         self.engine = WhisperEngine(settings)
         self.calls: list[Heard] = []
         self.wrap: Callable[[Heard], Any] = scored
+        self.denoise = False
+        """Spectral gating (``noisereduce``, non-stationary) of each utterance before Whisper: the
+        noise-reduction trial of issue 17 (``--denoise``; the package is not a project dependency)."""
 
     def run(self, pcm16: np.ndarray, sample_rate: int, language: str | None = None) -> Heard:
         """Transcribe int16 (n,) at ``sample_rate`` now (blocking)."""
@@ -115,6 +118,10 @@ class EngineSTT:
         audio = pcm16_to_float(pcm16)
         if sample_rate != WHISPER_RATE_HZ:
             audio = resample(audio, sample_rate, WHISPER_RATE_HZ)
+        if self.denoise:
+            import noisereduce
+
+            audio = noisereduce.reduce_noise(y=audio, sr=WHISPER_RATE_HZ, stationary=False).astype("float32")
         opts = self.engine.default_options(language=language)
         (result,) = self.engine.run_batch([self.engine.prepare(audio, opts)])
         wall = time.perf_counter() - started

@@ -285,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--baseline", type=Path, default=None, help="a JSON of an earlier run: print before → after")
     p.add_argument("--cache", type=Path, default=Path("var/eval-robustness/tts"))
+    p.add_argument("--denoise", action="store_true", help="trial: spectral gating (noisereduce) before STT")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
@@ -300,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log.warning("no multilingual model in %s: the Spanish caller is heard by tiny.en", multilingual)
     models = Models(VirtualVAD(), EngineSTT(), stt_es, VirtualSmartTurn(), Kokoro(args.cache))
+    models.stt.denoise = args.denoise
     rows: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
     for cond in conditions:
