@@ -9,7 +9,7 @@ OUT ?= out/reply.wav
 
 .DEFAULT_GOAL := help
 .PHONY: help setup apt venv models migrate llm-vllm test-vllm call call-browser dev test test-unit test-e2e check lint typecheck fmt docs \
-        run-stt run-tts run-llm run-gateway eval-stt bench-stt bench-tts bench-latency bench bench-gateway soak clean \
+        run-stt run-tts run-llm run-gateway eval-stt eval-robustness bench-stt bench-tts bench-latency bench bench-gateway soak clean \
         ray-local bench-scale cost test-scale
 
 help: ## List the targets
@@ -122,6 +122,10 @@ bench-scale: ## Ray Serve: time for a new STT replica to take traffic under load
 cost: ARGS ?=
 cost: ## Pods, $/month and $ per client for a call-volume profile, from the measured calls per GPU (ARGS='--clients 200 ...')
 	@$(PY) scripts/cost_model.py $(ARGS)
+
+eval-robustness: ARGS ?=
+eval-robustness: ## Phone-line robustness: noise 20/10/5 dB, speakerphone echo, noise-only turns, Spanish (ARGS='--baseline docs/eval-robustness-before.json')
+	@$(PY) -m bench.robustness.run --json docs/eval-robustness.json $(ARGS)
 
 eval-turns: ## Smart Turn vs silence endpointing on recordings with pauses (cut-offs, delay)
 	@$(PY) scripts/eval_turns.py

@@ -77,6 +77,9 @@ class CallOutcome:
     """End of caller speech → first agent audio frame, as the caller heard it, per answered turn."""
     barge_in_ms: float | None = None
     """Caller's first barge-in frame → ``clear`` from the gateway (stream time)."""
+    barge_in_silence_ms: float | None = None
+    """Caller's first barge-in frame → the agent's audio stops playing at the caller's side (the gateway
+    pauses it at the speech's onset, then clears it): how long the agent talks over the caller."""
     error: str | None = None
     turns: list[dict[str, Any]] = field(default_factory=list)
     """The gateway's own records of the call's turns (``GET /calls/{sid}``), with ``latency_ms``."""
@@ -147,6 +150,8 @@ async def _barge_in(call: SimulatedCall, ask: Line, barge: Line, timeout_s: floa
     if call.agent_idle_for() > 0:
         return False  # the reply was too short to interrupt: no barge-in measured for this call
     start_chunk = call.say(barge.frames)
+    first_word_at = time.monotonic() + (start_chunk - call.chunk - 1) * FRAME_MS / 1000 + onset_s(barge)
+    silence = asyncio.ensure_future(_line_silent_after(call, first_word_at))
 
     def cleared() -> bool:  # an earlier clear (the agent cut off mid-question) does not count
         return any(c >= start_chunk for c in call.result.clear_chunks[before_clears:])
@@ -157,10 +162,35 @@ async def _barge_in(call: SimulatedCall, ask: Line, barge: Line, timeout_s: floa
     if cleared():
         first = next(c for c in call.result.clear_chunks[before_clears:] if c >= start_chunk)
         out.barge_in_ms = (first - start_chunk + 1) * FRAME_MS
+        with contextlib.suppress(TimeoutError):
+            out.barge_in_silence_ms = await asyncio.wait_for(silence, 5.0)
+    silence.cancel()
     before = _replies_done(call)
     await asyncio.sleep(barge.seconds)
     await call.wait_until(lambda: _replies_done(call) > before, timeout_s, "the reply after barge-in")
     return True
+
+
+def onset_s(line: Line) -> float:
+    """Where speech starts in ``line`` (its first 20 ms frame above −40 dBFS), seconds."""
+    from shared.audio import ulaw_decode
+
+    for i, frame in enumerate(line.frames):
+        pcm = ulaw_decode(frame).astype(np.float64) / 32768.0
+        if np.sqrt(np.mean(pcm**2)) > 0.01:
+            return i * FRAME_MS / 1000
+    return 0.0
+
+
+async def _line_silent_after(call: SimulatedCall, first_word_at: float, quiet_s: float = 0.3) -> float:
+    """Wait until the agent's audio has been silent ``quiet_s`` at the caller's side after
+    ``first_word_at`` (monotonic); ms from the first word to when it fell silent."""
+    while True:
+        await asyncio.sleep(0.02)
+        now = time.monotonic()
+        idle = call.agent_idle_for()
+        if now >= first_word_at and idle >= quiet_s:
+            return max(0.0, (now - idle - first_word_at) * 1000)
 
 
 async def _fetch_turns(gateway_url: str, call_sid: str) -> list[dict[str, Any]]:

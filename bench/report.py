@@ -81,6 +81,9 @@ def summarize(
         "stages_ms": {s.removesuffix("_ms"): percentiles(v) for s, v in stages.items()},
         "caller_v2v_ms": percentiles([v for o in outcomes for v in o.caller_v2v_ms]),
         "barge_in_ms": percentiles([o.barge_in_ms for o in outcomes if o.barge_in_ms is not None]),
+        "barge_in_silence_ms": percentiles(
+            [v for o in outcomes if (v := getattr(o, "barge_in_silence_ms", None)) is not None]
+        ),
         "call_minutes": call_minutes,
         "gateway_cpu_s": gateway_cpu_s,
         "gateway_cpu_s_per_call_minute": gateway_cpu_s / call_minutes if call_minutes else None,
@@ -115,9 +118,10 @@ def print_summary(report: dict[str, Any]) -> None:
         )
         _out(
             "| calls | replies | errors | respond p50 | respond p95 | v2v p50 | v2v p95 | STT p95 | "
-            "LLM TTFT p95 | TTS first p95 | caller v2v p95 | barge-in p50 | gw CPU s/call-min | target |"
+            "LLM TTFT p95 | TTS first p95 | caller v2v p95 | barge-in p50 | barge-in silence p50 | gw CPU s/call-min | "
+            "target |"
         )
-        _out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        _out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for lv in d["levels"]:
             st = lv["stages_ms"]
             _out(
@@ -126,6 +130,7 @@ def print_summary(report: dict[str, Any]) -> None:
                 f"{_f(st['voice_to_voice']['p50'])} | {_f(st['voice_to_voice']['p95'])} | {_f(st['stt']['p95'])} | "
                 f"{_f(st['llm_ttft']['p95'])} | {_f(st['tts_first_audio']['p95'])} | "
                 f"{_f(lv['caller_v2v_ms']['p95'])} | {_f(lv['barge_in_ms']['p50'])} | "
+                f"{_f(lv.get('barge_in_silence_ms', {}).get('p50'))} | "
                 f"{_f(lv['gateway_cpu_s_per_call_minute'], 2)} | {'✓' if lv['meets_target'] else '✗'} |"
             )
     _print_resources(report)

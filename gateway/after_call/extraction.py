@@ -115,7 +115,8 @@ SYSTEM_PROMPT = (
     "if they said none, the caller ID), address (where the job is), problem (what is wrong, a few words), "
     "urgency (emergency: flooding, burst pipe, gas, no heat or water, danger; low: only a question or a quote; "
     "otherwise normal), requested_time_window (when the caller wants someone to come), summary (one sentence).\n"
-    "Use only what the Caller said. Write an empty string for anything the caller did not say."
+    "Use only what the Caller said. Write an empty string for anything the caller did not say. "
+    "Write the values in the language the Caller spoke (a Spanish call gets Spanish values)."
 )
 
 

@@ -33,6 +33,7 @@ class AgentProfile:
         transfer_number: E.164 number the transfer tool dials, or ``None`` (no transfer).
         webhook_url: where the call's events go (``None``: nowhere).
         reject_message: if set, the call is not served: this is spoken and the call ends.
+        language: ``en``, ``es`` or ``auto`` (:mod:`gateway.conversation.language`).
     """
 
     greeting: str
@@ -44,6 +45,7 @@ class AgentProfile:
     transfer_number: str | None = None
     webhook_url: str | None = None
     reject_message: str | None = None
+    language: str = "en"
 
 
 @dataclass

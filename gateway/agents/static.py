@@ -19,9 +19,18 @@ if TYPE_CHECKING:
 
 
 def settings_profile(settings: GatewaySettings, corrections: Corrections | None = None) -> AgentProfile:
-    """The agent of ``settings``; ``corrections`` defaults to the settings' literal table."""
+    """The agent of ``settings``; ``corrections`` defaults to the settings' literal table.
+
+    A Spanish agent (``language=es``) left with the default English greeting greets in Spanish."""
+    from gateway.config_groups import AgentSettings
+    from gateway.conversation.language import LINES
+
+    greeting = settings.agent.greeting
+    if settings.agent.language == "es" and greeting == AgentSettings.model_fields["greeting"].default:
+        greeting = LINES["es"]["greeting"]
     return AgentProfile(
-        greeting=settings.agent.greeting,
+        greeting=greeting,
+        language=settings.agent.language,
         system_prompt=settings.agent.system_prompt,
         voice=settings.agent.voice,
         corrections=corrections if corrections is not None else Corrections(settings.agent.corrections),

@@ -54,6 +54,8 @@ class OutboundAudio:
         self._ready = asyncio.Event()
         self.generation = 0
         """How many times the queue was cleared."""
+        self.paused = False
+        """Frames are held (caller speech over the agent, not yet known to be an interruption)."""
 
     def play(self, audio: bytes, reply_id: str) -> None:
         """Queue ``audio`` (PCM16 at ``fmt``'s rate) of reply ``reply_id``, cut into frames."""
@@ -67,11 +69,22 @@ class OutboundAudio:
         self._ready.set()
 
     def clear(self) -> int:
-        """Drop everything queued; returns how many items were dropped."""
+        """Drop everything queued (a pause ends with it); returns how many items were dropped."""
         dropped = len(self._items)
         self._items.clear()
         self.generation += 1
+        self.paused = False
         return dropped
+
+    def pause(self) -> None:
+        """Hold the queue: :meth:`pop` gives nothing (the track plays silence) until :meth:`resume`."""
+        self.paused = True
+
+    def resume(self) -> None:
+        """Give the held items from where the pause stopped."""
+        self.paused = False
+        if self._items:
+            self._ready.set()
 
     @property
     def pending(self) -> int:
@@ -79,8 +92,8 @@ class OutboundAudio:
         return len(self._items)
 
     def pop(self) -> Frame | Mark | None:
-        """The next item, or ``None`` when the queue is empty."""
-        if not self._items:
+        """The next item, or ``None`` when the queue is empty or paused."""
+        if not self._items or self.paused:
             self._ready.clear()
             return None
         return self._items.popleft()
@@ -153,10 +166,10 @@ class Pacer:
                     if hooks is not None:
                         hooks.on_playout_started(item.reply_id, loop.time())
                 await self.send(item.audio)
-                next_due += frame_s
+                due, next_due = next_due, next_due + frame_s
                 hooks = self.hooks()
                 if hooks is not None:
-                    hooks.on_frame_sent(item.audio, loop.time())
+                    hooks.on_frame_sent(item.audio, due)  # when the client plays it: the echo gate's reference
         finally:
             self._cancel_timers()
 

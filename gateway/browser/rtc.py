@@ -256,6 +256,14 @@ class WebRTCTransport:
         """Barge-in: drop the queued audio (the track plays silence from its next frame)."""
         self.out.clear()
 
+    def pause(self) -> None:
+        """Hold the agent's audio (caller speech over it; :class:`~gateway.browser.outbound.OutboundAudio`)."""
+        self.out.pause()
+
+    def resume(self) -> None:
+        """Play the held audio on from where it stopped."""
+        self.out.resume()
+
     @property
     def pending(self) -> int:
         """Frames and marks not yet handed to aiortc."""

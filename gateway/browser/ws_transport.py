@@ -200,6 +200,14 @@ class WebSocketTransport:
         self.out.clear()
         self.send_event("interrupted")
 
+    def pause(self) -> None:
+        """Hold the agent's audio (caller speech over it; :class:`~gateway.browser.outbound.OutboundAudio`)."""
+        self.out.pause()
+
+    def resume(self) -> None:
+        """Play the held audio on from where it stopped."""
+        self.out.resume()
+
     @property
     def pending(self) -> int:
         """Frames and marks not yet sent."""

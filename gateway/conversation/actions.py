@@ -22,6 +22,12 @@ from gateway.conversation.turns import State
 from gateway.metrics import ERRORS
 from shared.errors import UpstreamError
 
+
+def ctx_line(ctx: CallContext, key: str, english: str) -> str:
+    """A fixed line in the call's language (``english``, as configured, in English)."""
+    return ctx.language.line(key, english)
+
+
 log = logging.getLogger(__name__)
 
 Say = Callable[[str, str], Awaitable[Reply]]
@@ -60,12 +66,22 @@ class CallActions:
             idle = now() - attention.last_activity
             owed = attention.owed_answer
             if idle >= s.call.hangup_after_s:
-                goodbye = await self.say("goodbye", s.agent.trouble_goodbye_text if owed else s.agent.goodbye_text)
+                goodbye = await self.say(
+                    "goodbye",
+                    ctx_line(self.ctx, "trouble_goodbye", s.agent.trouble_goodbye_text)
+                    if owed
+                    else ctx_line(self.ctx, "goodbye", s.agent.goodbye_text),
+                )
                 self.after(goodbye, self.hang_up)
                 return
             if idle >= s.call.reprompt_after_s and not attention.reprompted:
                 attention.reprompted = True
-                await self.say("reprompt", s.agent.trouble_reprompt_text if owed else s.agent.reprompt_text)
+                await self.say(
+                    "reprompt",
+                    ctx_line(self.ctx, "trouble_reprompt", s.agent.trouble_reprompt_text)
+                    if owed
+                    else ctx_line(self.ctx, "reprompt", s.agent.reprompt_text),
+                )
 
     def after(self, reply: Reply, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``action`` once ``reply`` has been heard to its end (at once if it said nothing).
@@ -92,14 +108,27 @@ class CallActions:
             log.info("call %s: tool %s(%s)", ctx.call_sid, call.name, call.arguments)
             ctx.record_action({"tool": call.name, "arguments": call.arguments, "at": time.time()})
             if call.name == "end_call":
-                said = reply if reply.spoken else await self.say("goodbye", ctx.s.agent.end_call_goodbye)
+                said = (
+                    reply
+                    if reply.spoken
+                    else await self.say("goodbye", ctx_line(ctx, "end_call_goodbye", ctx.s.agent.end_call_goodbye))
+                )
                 self.after(said, self.hang_up)
             elif call.name == "transfer_call":
                 number = ctx.profile.transfer_number
                 if not number:
-                    await self.say("apology", "Sorry, I can't transfer you right now, but I can take a message.")
+                    await self.say(
+                        "apology",
+                        ctx_line(
+                            ctx, "no_transfer", "Sorry, I can't transfer you right now, but I can take a message."
+                        ),
+                    )
                     continue
-                said = reply if reply.spoken else await self.say("transfer", "Please hold while I transfer you.")
+                said = (
+                    reply
+                    if reply.spoken
+                    else await self.say("transfer", ctx_line(ctx, "transfer", "Please hold while I transfer you."))
+                )
                 self.after(said, functools.partial(self.transfer, number))
             elif not reply.spoken:  # take_message / book_appointment without a spoken confirmation
                 await self.say("confirm", "Thanks, I've noted that. Is there anything else I can help with?")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gateway.agents.profile import AgentProfile
     from gateway.config import GatewaySettings
     from gateway.conversation.deps import Deps
+    from gateway.conversation.language import CallLanguage
     from gateway.conversation.transcript import Transcript
     from gateway.conversation.transport import ConversationEvent
     from gateway.conversation.turns import TurnMachine
@@ -70,6 +71,7 @@ class CallContext(Protocol):
     machine: TurnMachine
     transcript: Transcript
     attention: Attention
+    language: CallLanguage
 
     @property
     def profile(self) -> AgentProfile:

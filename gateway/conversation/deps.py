@@ -26,11 +26,39 @@ if TYPE_CHECKING:
     from gateway.config import GatewaySettings
 
 
+class Heard(str):
+    """What STT heard: the text itself (a ``str``), with Whisper's scores when the service gives them.
+
+    Attributes:
+        language: ISO code decoded ("en", "es"), or ``None``.
+        no_speech_prob: Whisper's probability that the audio held no speech (0..1), or ``None``.
+        avg_logprob: mean token log-probability of the text (≤ 0), or ``None``.
+    """
+
+    language: str | None
+    no_speech_prob: float | None
+    avg_logprob: float | None
+
+    def __new__(
+        cls,
+        text: str = "",
+        language: str | None = None,
+        no_speech_prob: float | None = None,
+        avg_logprob: float | None = None,
+    ) -> Heard:
+        heard = super().__new__(cls, text)
+        heard.language, heard.no_speech_prob, heard.avg_logprob = language, no_speech_prob, avg_logprob
+        return heard
+
+
 class SpeechToText(Protocol):
     """Transcribes one utterance."""
 
-    async def transcribe(self, pcm16: np.ndarray, sample_rate: int) -> str:
+    async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str | None = None) -> str:
         """Text of ``pcm16`` (int16, shape (n,), mono at ``sample_rate`` Hz); ``""`` for no speech.
+
+        ``language``: ISO code to decode in (``None``: the service's default, or detection on a
+        multilingual model). A :class:`Heard` carries the language and Whisper's scores.
 
         Raises:
             UpstreamError: the service failed (``retryable`` says whether to try again).

@@ -134,6 +134,21 @@ class Endpointer:
         return self._in_speech
 
     @property
+    def confirmed(self) -> bool:
+        """The open utterance has reached ``min_speech_ms`` voiced (a :class:`SpeechStarted` was emitted)."""
+        return self._in_speech and self._confirmed
+
+    @property
+    def silence_run_ms(self) -> int:
+        """Silence since the open utterance's last voiced frame, ms (0 while it is voiced)."""
+        return self._silence_ms if self._in_speech else 0
+
+    @property
+    def start_ms(self) -> int:
+        """Stream time of the open utterance's first voiced frame."""
+        return self._start_ms
+
+    @property
     def voiced_ms(self) -> int:
         """Voiced audio in the open utterance so far."""
         return self._voiced_ms if self._in_speech else 0

@@ -12,9 +12,10 @@ import re
 DEFAULT_BACKCHANNELS = (
     "mm", "mhm", "mm-hm", "mm-hmm", "uh-huh", "uh huh", "hmm", "yeah", "yes", "yep", "yup", "okay", "ok",
     "right", "sure", "alright", "all right", "got it", "i see", "cool", "great", "thanks", "thank you",
+    "ajá", "aja", "sí", "si", "vale", "claro", "bueno", "de acuerdo", "entiendo", "ya", "gracias", "mhm", "ok",
 )  # fmt: skip
 
-_WORDS = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
+_WORDS = re.compile(r"[\w']+(?:-[\w']+)*")
 
 
 def words(text: str) -> list[str]:
@@ -28,9 +29,12 @@ def is_backchannel(text: str, backchannels: tuple[str, ...] | list[str], min_wor
     It is a backchannel when it is empty, or every word belongs to an acknowledgement phrase
     ("mm-hm", "yeah okay", "right, got it"), or it has fewer than ``min_words`` words.
     """
+    return len(words(text)) < min_words or only_backchannels(text, backchannels)
+
+
+def only_backchannels(text: str, backchannels: tuple[str, ...] | list[str]) -> bool:
+    """True if ``text`` is empty or every word belongs to an acknowledgement phrase (whatever its length)."""
     tokens = words(text)
-    if len(tokens) < min_words:
-        return True
     phrases = {tuple(words(p)) for p in backchannels}
     longest = max((len(p) for p in phrases), default=1)
     i = 0

@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from gateway.conversation.context import CallContext, now
+from gateway.conversation.deps import SpeechToText
 from gateway.conversation.early_stt import EarlyTranscript
 from gateway.conversation.endpointing import PauseStarted, SpeechEnded, SpeechResumed
+from gateway.conversation.hallucinations import hallucination
 from gateway.conversation.labels import SpeakerLabelFilter
+from gateway.conversation.language import CallLanguage
 from gateway.conversation.llm_tools import ToolCall, openai_tools
 from gateway.conversation.replies import Reply
 from gateway.conversation.speaker import Speaker, aclose_iterator
@@ -30,7 +33,7 @@ from gateway.conversation.transcript import Turn
 from gateway.conversation.transport import CallerTranscript
 from gateway.conversation.turns import Event, State
 from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
-from gateway.metrics import ERRORS, STAGE_LATENCY
+from gateway.metrics import DROPPED_TRANSCRIPTS, ERRORS, STAGE_LATENCY
 from shared.audio import wav_bytes
 from shared.errors import UpstreamError
 
@@ -39,6 +42,18 @@ log = logging.getLogger(__name__)
 APOLOGY = "Sorry, I'm having trouble hearing you right now. Could you say that again?"
 
 RunTools = Callable[[list[ToolCall], Reply], Awaitable[None]]
+
+
+class InLanguage:
+    """The STT, asked for the call's language (:meth:`CallLanguage.for_stt`) unless a caller names one."""
+
+    def __init__(self, stt: SpeechToText, language: CallLanguage) -> None:
+        self.stt = stt
+        self.language = language
+
+    async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str | None = None) -> str:
+        """:meth:`SpeechToText.transcribe` in the call's language."""
+        return await self.stt.transcribe(pcm16, sample_rate, language or self.language.for_stt())
 
 
 class Responder:
@@ -60,8 +75,34 @@ class Responder:
         self.task: asyncio.Task[Any] | None = None
         self.carry_audio: np.ndarray | None = None
         """Caller audio whose transcription was cancelled because the caller went on talking (16 kHz)."""
-        self.early = EarlyTranscript(ctx.deps.stt, VAD_RATE_HZ, ctx.spawn)
+        self.stt = InLanguage(ctx.deps.stt, ctx.language)
+        """The call's STT, in its language."""
+        self.early = EarlyTranscript(self.stt, VAD_RATE_HZ, ctx.spawn)
         self._seq = 0
+        self.dropped = 0
+        """Transcripts dropped as Whisper's hallucinations on noise (:meth:`screen`)."""
+
+    # ---- what STT heard ------------------------------------------------------------------
+    def screen(self, heard: str) -> str:
+        """``heard`` (a :class:`~gateway.conversation.deps.Heard` with Whisper's scores, or plain text),
+        or ``""`` when it is a hallucination on noise (:mod:`gateway.conversation.hallucinations`):
+        dropped, counted, logged."""
+        reason = hallucination(
+            heard,
+            getattr(heard, "no_speech_prob", None),
+            getattr(heard, "avg_logprob", None),
+            getattr(heard, "language", None),
+        )
+        if reason is None:
+            if heard and self.ctx.language.heard(getattr(heard, "language", None)):
+                language = self.ctx.language
+                log.info("call %s: the caller speaks %s", self.ctx.call_sid, language.spoken)
+                self.speaker.set_voice(language.voice(self.ctx.profile.voice))  # the reply to it already speaks it
+            return heard
+        self.dropped += 1
+        DROPPED_TRANSCRIPTS.labels(reason).inc()
+        log.info("call %s: dropped %r (%s)", self.ctx.call_sid, str(heard), reason)
+        return ""
 
     # ---- the reply task ------------------------------------------------------------------
     def busy(self) -> bool:
@@ -102,7 +143,11 @@ class Responder:
         """The caller paused (transcribe early what the turn would end with, carried audio first)
         or spoke again in that pause (drop it). Not while the agent speaks: speech over it is an
         interjection, judged by its own transcription."""
-        if isinstance(event, SpeechResumed) or self.ctx.machine.state is State.SPEAKING:
+        if (
+            isinstance(event, SpeechResumed)
+            or self.ctx.machine.state is State.SPEAKING
+            or not self.ctx.s.listening.early_stt
+        ):
             self.early.cancel()
             return
         carry = self.carry_audio
@@ -129,7 +174,10 @@ class Responder:
         """The messages and tools that answer ``text`` (the prewarm's are the same but for ``text``,
         so the server's cached prefix is the reply's)."""
         ctx = self.ctx
-        return ctx.transcript.messages(ctx.profile.system_prompt, text), openai_tools(ctx.s.agent.tools) or None
+        system = ctx.profile.system_prompt
+        if instruction := ctx.language.instruction():
+            system = f"{system}\n\n{instruction}"
+        return ctx.transcript.messages(system, text), openai_tools(ctx.s.agent.tools) or None
 
     async def say(self, kind: str, text: str) -> Reply:
         """Speak a fixed text as its own reply (greeting, apology, re-prompt, goodbye); never raises."""
@@ -161,7 +209,7 @@ class Responder:
             log.error("call %s: STT failed: %s", ctx.call_sid, exc)
             ctx.transcript.unanswered(Turn.caller(""), "stt")
             ctx.attention.owe_answer()
-            await self.say("apology", APOLOGY)
+            await self.say("apology", ctx.language.line("apology", APOLOGY))
             return
         self.carry_audio = None
         log.info(
@@ -187,7 +235,8 @@ class Responder:
 
     async def _transcribe(self, audio: np.ndarray, latency: dict[str, float]) -> str:
         """The text of ``audio`` (PCM16 16 kHz): the early transcript if it was made of this very audio
-        (awaited if still in flight), else, or if it failed, a transcription now.
+        (awaited if still in flight), else, or if it failed, a transcription now; ``""`` for a
+        hallucination on noise (:meth:`screen`).
 
         Records ``stt_ms`` (the wait from now, the endpoint decision, for the text: what the caller
         waits) and ``stt_total_ms`` (the transcription's own duration, sent → answered), in ``latency``.
@@ -205,11 +254,11 @@ class Responder:
                 log.warning("call %s: early STT failed (%s); transcribing again", ctx.call_sid, exc)
             else:
                 latency["stt_ms"], latency["stt_total_ms"] = (now() - t0) * 1000, early.duration_ms
-                return heard
+                return self.screen(heard)
         t1 = now()
-        heard = await ctx.deps.stt.transcribe(audio, VAD_RATE_HZ)
+        heard = await self.stt.transcribe(audio, VAD_RATE_HZ)
         latency["stt_ms"], latency["stt_total_ms"] = (now() - t0) * 1000, (now() - t1) * 1000
-        return heard
+        return self.screen(heard)
 
     async def _respond_text(
         self,
@@ -252,7 +301,7 @@ class Responder:
             if not reply.spoken and not calls:
                 ctx.transcript.unanswered(turn, exc.service)
                 ctx.attention.owe_answer()
-                await self.say("apology", APOLOGY)
+                await self.say("apology", ctx.language.line("apology", APOLOGY))
                 return
         finally:
             if reply.spoken or calls:  # an answer is (being) given: the exchange enters the history

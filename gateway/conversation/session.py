@@ -34,8 +34,9 @@ from gateway.conversation.admission import refusal
 from gateway.conversation.context import Attention, now
 from gateway.conversation.deps import Deps
 from gateway.conversation.endpointing import PauseDetected, PauseStarted, SpeechEnded, SpeechResumed, SpeechStarted
-from gateway.conversation.interruptions import is_backchannel
-from gateway.conversation.listening import BargeIn, Listener
+from gateway.conversation.language import CallLanguage
+from gateway.conversation.listening import BargeIn, FalseOnset, Listener, SpeechOnset
+from gateway.conversation.overlap import Overlap
 from gateway.conversation.record import CallRecord, RecordWriter
 from gateway.conversation.recording import CallRecorder
 from gateway.conversation.replies import Reply
@@ -51,11 +52,10 @@ from gateway.conversation.resume import (
 )
 from gateway.conversation.speaker import Speaker
 from gateway.conversation.tasks import TaskScope
-from gateway.conversation.transcript import Transcript, Turn
+from gateway.conversation.transcript import Transcript
 from gateway.conversation.transport import (
     AudioIn,
     CallerLeft,
-    CallerTranscript,
     CallStarted,
     ConversationEvent,
     DigitPressed,
@@ -66,10 +66,8 @@ from gateway.conversation.transport import (
     TurnRecorded,
 )
 from gateway.conversation.turns import Action, Event, State, TurnMachine
-from gateway.conversation.vad import SAMPLE_RATE_HZ as VAD_RATE_HZ
 from gateway.metrics import ABANDONED_TASKS, ACTIVE_CALLS, BARGE_INS, CALLS, ERRORS, RESUMES, STREAMS_REFUSED
 from shared.audio import ulaw_decode
-from shared.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +109,10 @@ class CallSession:
             agent_speaking=lambda: self.machine.state is State.SPEAKING,
             turn_detector=deps.smart_turn if smart else None,
         )
+        self.language = CallLanguage()
+        """The call's language (the agent's setting, or detected: :mod:`gateway.conversation.language`)."""
+        self.overlap = Overlap(self)
+        """Caller speech over the agent: pause, then interrupt or resume."""
         self._profile: AgentProfile | None = None
         self.speaker: Speaker | None = None
         self.responder: Responder | None = None
@@ -261,7 +263,8 @@ class CallSession:
         self.spawn(self.transport.run_output(), "output")
         again = {"resumed": True} if resumed else {}
         self._profile = await self.deps.hooks.profile_for(self.call_sid, self.from_, self.to, **again)
-        self.speaker = Speaker(self.deps.tts, self.transport, self.profile.voice)
+        self.language = CallLanguage(self.profile.language)
+        self.speaker = Speaker(self.deps.tts, self.transport, self.language.voice(self.profile.voice))
         self.responder = Responder(self, self.speaker, self._run_tools)
         self.actions = CallActions(self, self.responder.say)
         line = resume_line(self.s.agent, resumed.turns) if resumed else None
@@ -365,8 +368,9 @@ class CallSession:
 
     def on_frame_sent(self, audio: bytes, at: float) -> None:
         """One outbound frame (the transport's format) at loop time ``at``: into the recording."""
+        pcm = ulaw_decode(audio) if self.transport.output_format.encoding == "pcmu" else np.frombuffer(audio, "<i2")
+        self.listener.played(pcm, at)
         if self.recorder is not None:
-            pcm = ulaw_decode(audio) if self.transport.output_format.encoding == "pcmu" else np.frombuffer(audio, "<i2")
             self.recorder.add_outbound(pcm, at - self._t0)
 
     def _on_mark(self, name: str) -> None:
@@ -386,19 +390,30 @@ class CallSession:
         assert self.responder is not None
         if self.recorder is not None:
             self.recorder.add_inbound(event.pcm16, now() - self._t0)
-        for ev in await self.listener.push(event.pcm16):
+        for ev in await self.listener.push(event.pcm16, now()):
             if isinstance(ev, SpeechStarted):
                 self.attention.caller_spoke()
                 if self.machine.state is not State.SPEAKING:  # over the agent, the barge-in rule decides
                     await self.caller_took_turn()
+            elif isinstance(ev, SpeechOnset):
+                self.overlap.onset()
+            elif isinstance(ev, FalseOnset):
+                self.overlap.resume("not speech")
             elif isinstance(ev, BargeIn):
                 await self.caller_took_turn(ev.at_ms)
             elif isinstance(ev, PauseStarted | SpeechResumed):
+                if isinstance(ev, PauseStarted) and self.overlap.paused:
+                    self.overlap.judge(ev)  # words over the held agent: decide now
+                elif isinstance(ev, SpeechResumed):
+                    self.overlap.spoke_again()
                 self.responder.on_pause(ev)  # early STT
-            elif isinstance(ev, PauseDetected) and self.machine.state is not State.SPEAKING:
-                self.spawn(self._check_turn(ev), "smart-turn")
+            elif isinstance(ev, PauseDetected):
+                if self.machine.state is not State.SPEAKING:
+                    self.spawn(self.check_turn(ev), "smart-turn")
+                else:
+                    self.overlap.deferred(ev)
             elif isinstance(ev, SpeechEnded):
-                self._on_speech_ended(ev)
+                self.on_speech_ended(ev)
 
     async def caller_took_turn(self, at_ms: int | None = None) -> None:
         """The caller has the floor: cancel a pending reply, or barge in on one that is playing."""
@@ -423,6 +438,7 @@ class CallSession:
             reply.interrupt()
         self.responder.cancel()
         await self.transport.clear()
+        self.overlap.interrupted()
         if self.recorder is not None:
             self.recorder.truncate_outbound(now() - self._t0)
         log.info("call %s: barge-in at %d ms", self.call_sid, at_ms)
@@ -434,43 +450,24 @@ class CallSession:
         if reply is not None:
             self.transcript.record_reply(reply, status="interrupted", barge_in_stream_ms=at_ms)
 
-    def _on_speech_ended(self, utt: SpeechEnded) -> None:
+    def on_speech_ended(self, utt: SpeechEnded) -> None:
+        """An utterance ended: answer it, or, over the agent, judge it by its words."""
         assert self.responder is not None
         self.attention.touch()
         if self.machine.state is State.SPEAKING:  # short speech over the agent: judged by its words
-            self.spawn(self._check_interjection(utt), "interjection")
+            if not self.overlap.deferred(utt):
+                self.spawn(self.overlap.check_ended(utt), "interjection")
             return
         action = self.machine.handle(Event.SPEECH_ENDED)
         self.persist_state()
         if action is Action.TRANSCRIBE:
             self.responder.answer_utterance(utt, now())
 
-    async def _check_turn(self, pause: PauseDetected) -> None:
+    async def check_turn(self, pause: PauseDetected) -> None:
+        """Ask Smart Turn about a pause; end the turn if the caller sounds done."""
         ended = await self.listener.check_turn(pause)
         if ended is not None and self.machine.state is not State.SPEAKING:
-            self._on_speech_ended(ended)
-
-    async def _check_interjection(self, utt: SpeechEnded) -> None:
-        """Speech shorter than the barge-in rule, over the agent: interrupt only if its words say so."""
-        assert self.responder is not None
-        try:
-            text = await self.deps.stt.transcribe(utt.audio, VAD_RATE_HZ)
-        except UpstreamError as exc:
-            ERRORS.labels("stt").inc()
-            log.warning("call %s: could not transcribe speech over the agent: %s", self.call_sid, exc)
-            return
-        if text.strip():
-            self.emit(CallerTranscript(self.profile.corrections.apply(text)))
-        if is_backchannel(text, self.s.listening.backchannels, self.s.listening.barge_in_min_words):
-            log.info("call %s: backchannel %r did not interrupt", self.call_sid, text)
-            self.transcript.backchannel(text)
-            return
-        if self.machine.state is State.SPEAKING:
-            await self.caller_took_turn()  # barge-in: clear, cancel, trim
-        if self.machine.handle(Event.SPEECH_ENDED) is Action.TRANSCRIBE:
-            self.persist_state()
-            corrected = self.profile.corrections.apply(text)
-            self.responder.answer_text(corrected, Turn.caller(corrected, raw_text=text))
+            self.on_speech_ended(ended)
 
     async def on_text_event(self, text: str) -> None:
         """Caller input that is not speech (DTMF, typed text), answered like an utterance."""

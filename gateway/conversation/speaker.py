@@ -49,9 +49,23 @@ class Speaker:
         self.transport = transport
         self.voice = voice
         self._channel: SpeechStream | None = None
+        self._stale: list[SpeechStream] = []
+        """Channels of an earlier voice, closed when the next reply opens its own."""
         self._lock = asyncio.Lock()
 
+    def set_voice(self, voice: str) -> None:
+        """Speak in ``voice`` from the next reply on (the call's language was detected): the next reply
+        opens a new channel; a reply being spoken finishes on the old one, closed then."""
+        if voice == self.voice:
+            return
+        self.voice = voice
+        if self._channel is not None:
+            self._stale.append(self._channel)
+            self._channel = None
+
     async def _open(self) -> SpeechStream:
+        while self._stale:
+            await self._close(self._stale.pop())
         if self._channel is None:
             self._channel = await self.tts.open(self.voice, self.transport.output_format)
         return self._channel
@@ -158,9 +172,14 @@ class Speaker:
     async def aclose(self) -> None:
         """Close the TTS channel (end of call); idempotent."""
         channel, self._channel = self._channel, None
-        if channel is not None:
-            try:
-                async with asyncio.timeout(2.0):
-                    await channel.aclose()
-            except Exception as exc:  # the call is over either way
-                log.debug("closing the TTS channel failed: %r", exc)
+        for old in [*self._stale, *([channel] if channel is not None else [])]:
+            await self._close(old)
+        self._stale = []
+
+    @staticmethod
+    async def _close(channel: SpeechStream) -> None:
+        try:
+            async with asyncio.timeout(2.0):
+                await channel.aclose()
+        except Exception as exc:  # the call is over (or a new channel opens) either way
+            log.debug("closing the TTS channel failed: %r", exc)

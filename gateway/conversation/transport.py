@@ -140,7 +140,9 @@ class PlayoutHooks(Protocol):
         """The first frame of ``reply_id`` left for the caller at ``at`` (the event loop's ``loop.time()``)."""
 
     def on_frame_sent(self, audio: bytes, at: float) -> None:
-        """One frame (in the transport's output format) left for the caller at loop time ``at`` (for the recording)."""
+        """One frame (in the transport's output format) left for the caller; ``at`` is the loop time
+        it plays at the caller's side (its due time: a pacer sends ahead of it). The recording and the
+        echo gate's reference (:mod:`gateway.conversation.echo`) are placed there."""
 
 
 class Transport(Protocol):
@@ -165,6 +167,14 @@ class Transport(Protocol):
 
     async def clear(self) -> None:
         """Barge-in: drop all queued audio and marks, and stop what the caller's side is playing, now."""
+
+    def pause(self) -> None:
+        """Stop sending audio now, keeping what is queued (caller speech over the agent, not yet known
+        to be an interruption); what the caller's side has buffered plays on. Idempotent."""
+
+    def resume(self) -> None:
+        """Send the paused audio on from where it stopped (it was a backchannel, echo or noise);
+        :meth:`clear` also ends a pause. Idempotent."""
 
     @property
     def pending(self) -> int:

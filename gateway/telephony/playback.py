@@ -5,6 +5,10 @@ Twilio plays what it receives at real time and buffers the rest; keeping that bu
 silences the caller's line at once and marks are echoed close to when the caller actually heard
 the audio before them. The pacer wakes once per ``tick_ms`` (default 60 ms: three frames a wake)
 rather than once per 20 ms frame: a third of the timer wake-ups per call (issue 13).
+
+``pause`` stops sending frames at once (what Twilio already buffered, at most ``lead_ms + tick_ms``,
+plays on) and ``resume`` sends on from the frame where it stopped: caller speech over the agent
+silences the line at its onset, before it is known to be an interruption (issue 17).
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ class Playback:
         self._queue: asyncio.Queue[_Frame | _Mark] = asyncio.Queue()
         self._next_due = 0.0
         self._started: set[str] = set()
+        self._running = asyncio.Event()
+        self._running.set()
+        self._held = False
+        """A frame is taken off the queue and waits (for its time, or for :meth:`resume`)."""
 
     def enqueue_audio(self, frames: list[bytes], reply_id: str) -> None:
         """Queue 160-byte μ-law frames belonging to reply ``reply_id``."""
@@ -75,15 +83,29 @@ class Playback:
 
     @property
     def pending_frames(self) -> int:
-        """Items waiting to be sent."""
-        return self._queue.qsize()
+        """Items waiting to be sent (a frame held by a pause counts)."""
+        return self._queue.qsize() + self._held
+
+    @property
+    def paused(self) -> bool:
+        """Frames are held (:meth:`pause`)."""
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        """Stop sending frames now; marks right behind audio already sent still go. Idempotent."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Send on from the frame where :meth:`pause` stopped, paced from now. Idempotent."""
+        self._running.set()
 
     async def clear(self) -> None:
-        """Barge-in: drop queued audio and marks, send ``clear`` now."""
+        """Barge-in: drop queued audio and marks, send ``clear`` now (a pause ends with it)."""
         while not self._queue.empty():
             self._queue.get_nowait()
         self._next_due = 0.0
         self._generation += 1
+        self._running.set()
         await self._send(Clear(self.stream_sid))
 
     async def run(self) -> None:
@@ -91,7 +113,9 @@ class Playback:
 
         Frame ``i`` of a burst is due to play at ``t0 + i·20 ms``. A frame is sent at once while it
         is due at most ``lead + tick`` ahead of now; otherwise the pacer sleeps until it is
-        ``lead`` ahead, then sends the next ``tick`` worth in one go.
+        ``lead`` ahead, then sends the next ``tick`` worth in one go. While paused it holds the
+        next frame; after a resume the burst starts again from now. ``on_frame_sent`` is told
+        each frame's due time (when the caller's side plays it): the echo gate's reference.
         """
         loop = asyncio.get_running_loop()
         frame_s = FRAME_MS / 1000
@@ -100,19 +124,38 @@ class Playback:
             if isinstance(item, _Mark):
                 await self._send(SendMark(self.stream_sid, item.name))
                 continue
-            now = loop.time()
-            if self._next_due < now:
-                self._next_due = now
-            if self._next_due - now > self.lead_s + self.tick_s:
-                generation = self._generation
-                await asyncio.sleep(self._next_due - now - self.lead_s)
-                if generation != self._generation:  # cleared while waiting: drop this frame
-                    continue
+            generation = self._generation
+            self._held = True
+            try:
+                due = await self._wait_due(loop, generation)
+            finally:
+                self._held = False
+            if due is None:  # cleared while it waited: drop this frame
+                continue
             await self._send(SendMedia(self.stream_sid, item.payload))
             self._next_due += frame_s
             if self.hooks is not None:
-                at = loop.time()
                 if item.reply_id not in self._started:
                     self._started.add(item.reply_id)
-                    self.hooks.on_playout_started(item.reply_id, at)
-                self.hooks.on_frame_sent(item.payload, at)
+                    self.hooks.on_playout_started(item.reply_id, loop.time())
+                self.hooks.on_frame_sent(item.payload, due)
+
+    async def _wait_due(self, loop: asyncio.AbstractEventLoop, generation: int) -> float | None:
+        """Wait until the next frame may be sent (not paused, at most ``lead + tick`` ahead); the
+        loop time it is due to play, or ``None`` if a ``clear`` came meanwhile."""
+        while True:
+            if not self._running.is_set():
+                await self._running.wait()
+            if generation != self._generation:
+                return None
+            now = loop.time()
+            if self._next_due < now:
+                self._next_due = now
+            if self._next_due - now <= self.lead_s + self.tick_s:
+                return self._next_due
+            await asyncio.sleep(self._next_due - now - self.lead_s)
+            if generation != self._generation:
+                return None
+            if self._running.is_set():
+                return self._next_due
+            # paused while it slept: wait for the resume, then pace again from then

@@ -168,6 +168,16 @@ class TwilioTransport:
         if self._playback is not None:
             await self._playback.clear()
 
+    def pause(self) -> None:
+        """Hold the queued audio (what Twilio buffered, ≤ lead + tick, plays on)."""
+        if self._playback is not None:
+            self._playback.pause()
+
+    def resume(self) -> None:
+        """Send the held audio on."""
+        if self._playback is not None:
+            self._playback.resume()
+
     @property
     def pending(self) -> int:
         """Frames and marks not yet sent."""

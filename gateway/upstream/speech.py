@@ -11,6 +11,7 @@ import logging
 import httpx
 import numpy as np
 
+from gateway.conversation.deps import Heard
 from gateway.metrics import UPSTREAM_RETRIES
 from shared.errors import UpstreamError
 
@@ -69,16 +70,17 @@ class STTClient:
         self.timeout_s = timeout_s
         self.retries = retries
 
-    async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str | None = "en") -> str:
+    async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str | None = "en") -> Heard:
         """Transcribe mono PCM16 (int16, shape (n,)) at ``sample_rate`` Hz; returns the text
-        (``""`` for no speech). ``language=None``: the service's default.
+        (``""`` for no speech) as :class:`Heard` with the language and Whisper's scores.
+        ``language=None``: the service's default (detection on a multilingual model).
 
         Raises:
             UpstreamError: timeout, connection failure or an error status (400 empty audio or an
                 unsupported language, 413 too long: not retryable; 503 queue full: retryable).
         """
         if pcm16.size == 0:
-            return ""
+            return Heard("")
         params: dict[str, str | int] = {"sample_rate": int(sample_rate), "encoding": "pcm16"}
         if language:
             params["language"] = language
@@ -87,7 +89,10 @@ class STTClient:
         resp = await _post(
             self.client, "stt", self.url, self.timeout_s, self.retries, params=params, content=body, headers=headers
         )
-        return str(resp.json()["text"]).strip()
+        data = resp.json()
+        return Heard(
+            str(data["text"]).strip(), data.get("language"), data.get("no_speech_prob"), data.get("avg_logprob")
+        )
 
 
 class TTSClient:

@@ -36,6 +36,10 @@ class STTSettings(ServiceSettings):
     device_index: int = 0
     language: str | None = "en"
     """Default language when a request names none (``None``: detect, multilingual models only)."""
+    multilingual_model: str | None = str(models_dir() / "whisper-base")
+    """A second, multilingual model (CTranslate2 folder or size name) for requests in another language
+    than ``model`` knows (``language=es``, or ``auto`` to detect): loaded beside ``model`` when its
+    folder exists, so English calls keep the fast English-only model. Empty: none."""
     beam_size: int = 1
     max_audio_seconds: float = 120.0
     """Longer uploads are refused with 413."""

@@ -258,7 +258,8 @@ class WhisperEngine:
         return list(self.model.supported_languages)
 
     def check_language(self, language: str | None) -> str | None:
-        """A request's ``language``, lower-cased, or ``None`` (blank: the service default).
+        """A request's ``language``, lower-cased, or ``None`` (blank: the service default); ``auto``
+        (detect) on a multilingual model.
 
         Raises:
             UnsupportedLanguageError: the model does not know the code (``klingon``; anything but
@@ -267,6 +268,8 @@ class WhisperEngine:
         code = (language or "").strip().lower()
         if not code:
             return None
+        if code == "auto" and self.multilingual:
+            return "auto"  # detect (see default_options)
         if code not in self.languages:
             raise UnsupportedLanguageError(language or "", self.languages)
         return code
@@ -279,6 +282,8 @@ class WhisperEngine:
         s = self.settings
         values: dict[str, Any] = {"language": s.language, "prompt": s.initial_prompt, "hotwords": s.hotwords}
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values.get("language") == "auto":
+            values["language"] = None  # detect
         if values.get("word_timestamps"):
             values["timestamps"] = True
         if not self.multilingual:

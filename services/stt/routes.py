@@ -32,6 +32,7 @@ from services.stt.schemas import (
     Health,
     ModelCard,
     ModelList,
+    RawTranscription,
     Ready,
     ResponseFormat,
     SegmentOut,
@@ -78,7 +79,7 @@ async def check_language(service: STTService, language: str | None, endpoint: st
     Raises:
         APIError: 400 unknown language; 503 model not ready.
     """
-    engine, _ = await service.wait_ready()
+    engine, _ = await service.wait_ready(language)
     try:
         return checked_language(engine, language)
     except APIError:
@@ -99,7 +100,7 @@ async def transcribe_audio(
     Raises:
         APIError: 400 unknown language, 413 too long, 503 queue full / shutting down / not ready.
     """
-    engine, scheduler = await service.wait_ready()
+    engine, scheduler = await service.wait_ready(options.get("language"))
     options = {**options, "language": checked_language(engine, options.get("language"))}
     seconds = audio.size / SAMPLE_RATE_HZ
     if seconds > service.settings.max_audio_seconds:
@@ -272,16 +273,17 @@ async def transcriptions(
     return Transcription(text=result.text)
 
 
-@router.post("/v1/audio/transcriptions/raw", response_model=Transcription)
+@router.post("/v1/audio/transcriptions/raw", response_model=RawTranscription)
 async def transcriptions_raw(
     request: Request,
     sample_rate: Annotated[int, Query(ge=4000, le=192000)] = SAMPLE_RATE_HZ,
     language: str | None = None,
     prompt: str | None = None,
     encoding: Annotated[str, Query(pattern="^(pcm16|mulaw)$")] = "pcm16",
-) -> Response | Transcription:
+) -> Response | RawTranscription:
     """Hot path without multipart: the body is PCM16 little-endian mono (``encoding=pcm16``) or
-    G.711 μ-law (``encoding=mulaw``) at ``sample_rate`` Hz; returns ``{"text": "..."}``.
+    G.711 μ-law (``encoding=mulaw``) at ``sample_rate`` Hz; returns ``{"text", "language",
+    "no_speech_prob", "avg_logprob"}`` (:class:`RawTranscription`: the scores that tell noise).
 
     Errors: 400 empty body or unsupported ``language``, 413 too long (checked before decoding),
     415 odd PCM16 byte count.
@@ -308,4 +310,11 @@ async def transcriptions_raw(
     done = await transcribe_watching(request, audio, {"language": language, "prompt": prompt}, endpoint)
     if done is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return Transcription(text=done[0].text)
+    result = done[0]
+    segs = result.segments
+    return RawTranscription(
+        text=result.text,
+        language=result.language,
+        no_speech_prob=max((s.no_speech_prob for s in segs), default=None),
+        avg_logprob=min((s.avg_logprob for s in segs), default=None),
+    )

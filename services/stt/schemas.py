@@ -21,6 +21,19 @@ class Transcription(BaseModel):
     text: str
 
 
+class RawTranscription(Transcription):
+    """``POST /v1/audio/transcriptions/raw`` body: the text, and what tells speech from noise.
+
+    ``language``: the language decoded (detected when the request named none). ``no_speech_prob``:
+    Whisper's probability that the audio holds no speech (the highest over its windows);
+    ``avg_logprob``: the mean token log-probability (the lowest over its windows). Both ``None``
+    when nothing was decoded (the audio held no speech by Whisper's own rule)."""
+
+    language: str | None = None
+    no_speech_prob: float | None = None
+    avg_logprob: float | None = None
+
+
 class WordOut(BaseModel):
     """One word with its start/end in seconds (``timestamp_granularities[]=word``)."""
 

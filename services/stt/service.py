@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 
 from services.stt.config import STTSettings
 from services.stt.engine import WhisperEngine, resolve_model
@@ -35,6 +36,8 @@ class STTService:
         self.settings = settings
         self.engine: WhisperEngine | None = None
         self.scheduler: BatchScheduler | None = None
+        self.multilingual: tuple[WhisperEngine, BatchScheduler] | None = None
+        """The second model, for other languages than ``engine`` knows (``STT_MULTILINGUAL_MODEL``)."""
         self.ready = asyncio.Event()
         self.error: str | None = None
         self.load_seconds: float | None = None
@@ -59,6 +62,15 @@ class STTService:
             )
             scheduler.start()
             self.engine, self.scheduler = engine, scheduler
+            if not engine.multilingual and self._multilingual_path() is not None:
+                ml = await asyncio.to_thread(WhisperEngine, s.model_copy(update={"model": self._multilingual_path()}))
+                if s.warmup:
+                    await asyncio.to_thread(ml.warmup, 1)
+                ml_scheduler = BatchScheduler(
+                    ml.run_batch, max_batch=max_batch, batch_window_ms=s.batch_window_ms, max_queue=s.max_queue
+                )
+                ml_scheduler.start()
+                self.multilingual = (ml, ml_scheduler)
             self.ready.set()
             log.info(
                 "ready: load %.2fs, warm-up %.2fs, max_batch=%d, window=%.0fms",
@@ -71,8 +83,18 @@ class STTService:
             self.error = f"model load failed: {exc}"
             log.exception("STT model load failed")
 
-    async def wait_ready(self) -> tuple[WhisperEngine, BatchScheduler]:
-        """Return (engine, scheduler), waiting for the load if it is still running.
+    def _multilingual_path(self) -> str | None:
+        """``STT_MULTILINGUAL_MODEL`` if set and (when a path) present."""
+        path = self.settings.multilingual_model
+        if not path:
+            return None
+        if ("/" in path or path.startswith(".")) and not (Path(path) / "model.bin").is_file():
+            return None
+        return path
+
+    async def wait_ready(self, language: str | None = None) -> tuple[WhisperEngine, BatchScheduler]:
+        """Return (engine, scheduler) for ``language`` — the multilingual model for a language the main
+        model does not know, or ``auto`` (detect) — waiting for the load if it is still running.
 
         Raises:
             APIError: 503 (``Retry-After``) when the load failed or took longer than
@@ -90,6 +112,9 @@ class STTService:
                 code="model_not_ready",
                 headers={"Retry-After": "5"},
             )
+        code = (language or "").strip().lower()
+        if self.multilingual is not None and code and (code == "auto" or code not in self.engine.languages):
+            return self.multilingual
         return self.engine, self.scheduler
 
     async def close(self) -> None:
@@ -100,3 +125,6 @@ class STTService:
             await self.scheduler.close()
         if self.engine is not None:
             self.engine.close()
+        if self.multilingual is not None:
+            await self.multilingual[1].close()
+            self.multilingual[0].close()

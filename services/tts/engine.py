@@ -31,7 +31,7 @@ import numpy as np
 from services.tts.config import TTSSettings
 from services.tts.feed import LOOKAHEAD_SEGMENTS, SegmentFeed
 from services.tts.metrics import PHRASE_CACHE
-from services.tts.normalize import normalize_for_speech
+from services.tts.normalize import normalize_for_speech, voice_language
 from services.tts.phrase_cache import PhraseCache
 from services.tts.scheduler import Scheduler, StreamTicket
 from services.tts.segmenter import split_text
@@ -232,7 +232,8 @@ class KokoroEngine:
         """Phonemise a segment into ≤ 510-phoneme model windows, each with the pause after it (s)."""
         from kokoro_onnx.chunker import pause_after, split_phonemes
 
-        phonemes = self.tokenizer.phonemize(job.text, self.settings.lang)  # holds espeak-ng's lock
+        lang = voice_language(job.voice) if job.voice[:1] not in "ab" else self.settings.lang
+        phonemes = self.tokenizer.phonemize(job.text, lang)  # holds espeak-ng's lock
         phonemes = " ".join(phonemes.split())
         windows = split_phonemes(phonemes, MAX_PHONEMES)
         style = self._styles[job.voice]
@@ -282,7 +283,7 @@ class KokoroEngine:
         Raises:
             QueueFullError: the queue is full.
         """
-        spoken = normalize_for_speech(text)
+        spoken = normalize_for_speech(text, voice_language(voice))
         if not spoken:
             return spoken, None
         return spoken, self.scheduler.submit(SegmentJob(spoken, voice, speed, pause), ticket)
@@ -295,7 +296,7 @@ class KokoroEngine:
         ``voice`` must already be resolved (:meth:`resolve_voice`). Raises
         :class:`~services.tts.scheduler.QueueFullError` when the queue is full.
         """
-        spoken = normalize_for_speech(text)
+        spoken = normalize_for_speech(text, voice_language(voice))
         if not spoken:
             return np.zeros(0, dtype=np.float32)
         return await self.scheduler.run(SegmentJob(spoken, voice, speed, pause), ticket)
@@ -304,7 +305,11 @@ class KokoroEngine:
         """A :class:`~services.tts.feed.SegmentFeed` of one stream in ``voice`` (already resolved,
         :meth:`resolve_voice`) at ``speed``: at most ``self.lookahead`` segments queued at once."""
         return SegmentFeed(
-            self.scheduler, lambda spoken, pause: SegmentJob(spoken, voice, speed, pause), self.lookahead, ticket
+            self.scheduler,
+            lambda spoken, pause: SegmentJob(spoken, voice, speed, pause),
+            self.lookahead,
+            ticket,
+            lang=voice_language(voice),
         )
 
     async def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0) -> np.ndarray:

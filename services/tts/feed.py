@@ -63,6 +63,7 @@ class SegmentFeed(Generic[P]):
         lookahead: most segments of this feed queued or running at once (≥ 1).
         ticket: the stream's fairness ticket (a new one by default); it must not be shared with
             another feed, since its ``pending`` count is the feed's unfinished segments.
+        lang: the voice's language, for normalising the text (``normalize_for_speech``).
     """
 
     def __init__(
@@ -71,8 +72,10 @@ class SegmentFeed(Generic[P]):
         make_job: Callable[[str, bool], P],
         lookahead: int = LOOKAHEAD_SEGMENTS,
         ticket: StreamTicket | None = None,
+        lang: str = "en-us",
     ) -> None:
         self.scheduler = scheduler
+        self.lang = lang
         self.make_job = make_job
         self.lookahead = max(1, lookahead)
         self.ticket = ticket or StreamTicket()
@@ -95,7 +98,7 @@ class SegmentFeed(Generic[P]):
         Returns:
             the item to pass to :meth:`result` (``spoken`` is "" if nothing is speakable).
         """
-        item = FeedItem(text, normalize_for_speech(text), pause)
+        item = FeedItem(text, normalize_for_speech(text, self.lang), pause)
         if item.spoken:
             self._waiting.append(item)
         return item

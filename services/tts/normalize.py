@@ -328,17 +328,48 @@ _SYMBOLS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
 ]
 
 
-def normalize_for_speech(text: str) -> str:
+def voice_language(voice: str) -> str:
+    """The espeak-ng language of a Kokoro voice, from its name's first letter (``af_heart`` → ``en-us``,
+    ``bf_emma`` → ``en-gb``, ``ef_dora`` → ``es``; Kokoro's naming: a/b English, e Spanish, f French,
+    h Hindi, i Italian, p Brazilian Portuguese)."""
+    return {"b": "en-gb", "e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}.get(voice[:1], "en-us")
+
+
+_SPOKEN_DIGITS = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def normalize_for_speech(text: str, lang: str = "en-us") -> str:
     """Rewrite ``text`` so Kokoro speaks it naturally on a phone call.
 
     Args:
         text: what the LLM or API caller wrote (may hold markdown, emojis, digits, symbols).
+        lang: the voice's language (:func:`voice_language`): English gets every rule below; any
+            other language gets markdown and emoji removed and numbers written as words in it
+            (``num2words``), the rest left to espeak-ng.
     Returns:
         Plain text with numbers, phone numbers, times, money, addresses and abbreviations written
         as words, single-spaced; "" if nothing speakable is left. Never raises on odd input.
     """
     text = _strip_markdown(text)
     text = _strip_emoji(text)
+    if not lang.startswith("en"):
+        code = lang.split("-")[0]
+
+        def spoken(m: re.Match[str]) -> str:
+            try:
+                return str(
+                    num2words(
+                        float(m.group(0).replace(",", "."))
+                        if "." in m.group(0) or "," in m.group(0)
+                        else int(m.group(0)),
+                        lang=code,
+                    )
+                )
+            except (NotImplementedError, ValueError, OverflowError):
+                return m.group(0)
+
+        text = _SPOKEN_DIGITS.sub(spoken, text)
+        return re.sub(r"\s+", " ", text).strip()
     text = _EMAIL.sub(_email, text)
     text = _URL.sub(_url, text)
     text = _PHONE_NANP.sub(_phone, text)

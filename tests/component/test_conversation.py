@@ -88,14 +88,15 @@ def test_barge_in_clears_audio_and_history_keeps_only_heard_words(gateway, fake_
     assert stored
     said = [i for i, t in enumerate(record) if t["role"] == "user" and "sink" in t["text"].lower()]
     assert said and said[0] < record.index(stored[0]), record  # the turn, then the answer it interrupted
-    # In stream time (the gateway's own record of where in the caller's audio the rule fired, so
-    # the wall-clock delivery of `clear` on a loaded box does not count): at least
-    # GATEWAY_BARGE_IN_MIN_MS of caller audio had arrived, and the rule fired no later than one VAD
-    # window (32 ms) after the caller's audio held that much voiced speech (measured offline with
-    # the same VAD and endpointer), plus 2 frames of slack.
+    # In stream time (the gateway's own record of where in the caller's audio it was interrupted, so
+    # the wall-clock delivery of `clear` on a loaded box does not count): the agent was paused at the
+    # speech's onset, and interrupted no later than one VAD window (32 ms) after the caller's audio held
+    # GATEWAY_BARGE_IN_MIN_MS of voiced speech (measured offline with the same VAD and endpointer),
+    # plus 2 frames of slack — or earlier, when the words heard at a pause of the caller said so.
+    pause_ms = app.state.settings.listening.barge_in_pause_ms
     threshold_ms = voiced_threshold_ms(interruption, min_ms)
     fired_ms = stored[0]["barge_in_stream_ms"] - (speech_start - 1) * 20
-    assert min_ms <= fired_ms <= threshold_ms + 32 + 40, (threshold_ms, fired_ms)
+    assert pause_ms <= fired_ms <= threshold_ms + 32 + 40, (threshold_ms, fired_ms)
     assert call.result.clear_chunks[0] * 20 >= stored[0]["barge_in_stream_ms"] - 32  # clear followed it
     history = fake_llm.last_messages()
     assistant = [m["content"] for m in history if m["role"] == "assistant"]

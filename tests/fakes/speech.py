@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gateway.conversation.deps import SpokenSegment
+from gateway.conversation.deps import Heard, SpokenSegment
 from gateway.conversation.transport import AudioFormat
 from gateway.conversation.vad import FRAME_SAMPLES
 from shared.errors import UpstreamError
@@ -85,20 +85,27 @@ class FakeSTT:
         calls: every request, in order.
     """
 
-    def __init__(self, latency_s: float = 0.15, down: bool = False, fail_calls: Sequence[int] = ()) -> None:
+    def __init__(
+        self, latency_s: float = 0.15, down: bool = False, fail_calls: Sequence[int] = (), language: str | None = None
+    ) -> None:
         self.latency_s = latency_s
+        self.language = language
+        """The language the answers say they were decoded in (a :class:`Heard`), or ``None`` (plain text)."""
         self.down = down
         self.fail_calls = set(fail_calls)
         self.texts: Sequence[str] = ()
         self.calls: list[Transcription] = []
+        self.languages: list[str | None] = []
 
-    async def transcribe(self, pcm16: np.ndarray, sample_rate: int) -> str:
-        """The texts of the utterances in ``pcm16`` (int16 (n,) at ``sample_rate``), joined; ``""`` for none.
+    async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str | None = None) -> str:
+        """The texts of the utterances in ``pcm16`` (int16 (n,) at ``sample_rate``), joined; ``""`` for none
+        (``language`` is recorded in :attr:`languages`).
 
         Raises:
             UpstreamError: ``down`` is set or this request is in ``fail_calls`` (service ``stt``, 503).
         """
         at = _now()
+        self.languages.append(language)
         number = len(self.calls)
         audio_ms = pcm16.size * 1000 // sample_rate
         failing = self.down or number in self.fail_calls
@@ -106,7 +113,8 @@ class FakeSTT:
         await asyncio.sleep(self.latency_s)
         if failing:
             raise UpstreamError("stt", "scripted outage (HTTP 503)", retryable=True, status=503)
-        return self.calls[number].text or ""
+        text = self.calls[number].text or ""
+        return Heard(text, self.language, 0.0, -0.1) if self.language else text
 
 
 class FakeTurnDetector:

@@ -77,6 +77,10 @@ class TransportLog:
     marks_queued: list[tuple[float, str]] = field(default_factory=list)
     marks_played: list[tuple[float, str]] = field(default_factory=list)
     clears: list[Cleared] = field(default_factory=list)
+    pauses: list[float] = field(default_factory=list)
+    """When the conversation paused its audio (caller speech over it)."""
+    resumes: list[float] = field(default_factory=list)
+    """When it resumed a paused reply (a backchannel, echo or noise)."""
     caller_left_at: float | None = None
     closed_at: float | None = None
     close_code: int | None = None
@@ -168,6 +172,8 @@ class FakeTransport:
         self._held: _Frame | _Mark | None = None
         """The item taken off the queue and waiting for its time to play."""
         self._generation = 0
+        self._running = asyncio.Event()
+        self._running.set()
         self._play_end = 0.0
         self._playing: str | None = None
         self._started_replies: set[str] = set()
@@ -293,7 +299,20 @@ class FakeTransport:
         self._out.clear()
         self._generation += 1
         self._play_end = min(self._play_end, now)
+        self._running.set()
         self._out_ready.set()
+
+    def pause(self) -> None:
+        """Hold the queue: the frame playing ends, no other starts until :meth:`resume` or :meth:`clear`."""
+        if self._running.is_set():
+            self.log.pauses.append(self.now())
+            self._running.clear()
+
+    def resume(self) -> None:
+        """Play the held queue on from where it stopped."""
+        if not self._running.is_set():
+            self.log.resumes.append(self.now())
+            self._running.set()
 
     @property
     def pending(self) -> int:
@@ -311,7 +330,11 @@ class FakeTransport:
             self._held = item
             try:
                 if isinstance(item, _Frame):
+                    await self._running.wait()
                     await self._sleep_until(self._on_grid(max(self.now(), self._play_end)))
+                    while not self._running.is_set() and generation == self._generation:  # paused meanwhile
+                        await self._running.wait()
+                        await self._sleep_until(self._on_grid(max(self.now(), self._play_end)))
                     if generation != self._generation or self._closed:
                         continue  # cleared while it waited
                     self._frame_out(item)

@@ -21,9 +21,9 @@ class CancelCountingSTT(FakeSTT):
         super().__init__(latency_s=latency_s)
         self.cancelled = 0
 
-    async def transcribe(self, pcm16: np.ndarray, sample_rate: int) -> str:
+    async def transcribe(self, pcm16: np.ndarray, sample_rate: int, language: str | None = None) -> str:
         try:
-            return await super().transcribe(pcm16, sample_rate)
+            return await super().transcribe(pcm16, sample_rate, language)
         except asyncio.CancelledError:
             self.cancelled += 1
             raise

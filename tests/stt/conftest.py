@@ -56,6 +56,22 @@ def kokoro_utterances() -> list[Utterance]:
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
-    """The STT app on uvicorn in a thread (real tiny.en, int8 CPU), ready to transcribe."""
-    settings = STTSettings(port=free_port(), max_batch=8, batch_window_ms=20, max_queue=64, cpu_threads=2, warmup=True)
+    """The STT app on uvicorn in a thread (real tiny.en alone, int8 CPU), ready to transcribe."""
+    settings = STTSettings(
+        port=free_port(),
+        max_batch=8,
+        batch_window_ms=20,
+        max_queue=64,
+        cpu_threads=2,
+        warmup=True,
+        multilingual_model="",
+    )
+    yield from serve(settings)
+
+
+@pytest.fixture(scope="module")
+def bilingual_server() -> Iterator[Server]:
+    """The STT app with tiny.en and the multilingual Whisper base beside it (the default when
+    ``models/whisper-base`` is there: ``make models`` fetches it)."""
+    settings = STTSettings(port=free_port(), max_batch=8, batch_window_ms=20, max_queue=64, cpu_threads=2, warmup=False)
     yield from serve(settings)

@@ -36,3 +36,28 @@ async def test_errors_are_typed(server: Server, arctic: Utterance) -> None:
             await STTClient(http, f"http://127.0.0.1:{free_port()}", timeout_s=5).transcribe(pcm, arctic.rate)
     assert refused.value.status == 400 and not refused.value.retryable and "tlh" in str(refused.value)
     assert down.value.service == "stt" and down.value.retryable and down.value.status is None
+
+
+async def test_the_scores_tell_a_cough_from_words(server: Server, arctic: Utterance) -> None:
+    """Whisper writes "So" for a cough; the scores the raw endpoint returns let the gateway drop it
+    (gateway/conversation/hallucinations.py) while the real sentence is kept."""
+    from bench.robustness.line import PhoneLine, noise_events
+    from gateway.conversation.deps import Heard
+    from gateway.conversation.hallucinations import hallucination
+
+    cough = noise_events(6.0, 4)[20000:23200]  # a 250 ms cough, nothing else (8 kHz)
+    line = PhoneLine()
+    pcm8 = np.concatenate([line.frame(cough[i : i + 160], np.zeros(160, np.int16)) for i in range(0, 3200, 160)])
+    speech = float_to_pcm16(resample(arctic.audio, arctic.rate, 16000))
+    async with httpx.AsyncClient() as http:
+        stt = STTClient(http, server.url, timeout_s=60)
+        noise = await stt.transcribe(pcm8, 8000)
+        words = await stt.transcribe(speech, 16000)
+    assert isinstance(noise, Heard) and isinstance(words, Heard)
+    assert words.language == "en" and words.no_speech_prob is not None and words.avg_logprob is not None
+    assert hallucination(words, words.no_speech_prob, words.avg_logprob, words.language) is None
+    assert noise == "" or hallucination(noise, noise.no_speech_prob, noise.avg_logprob, noise.language) is not None, (
+        noise,
+        noise.no_speech_prob,
+        noise.avg_logprob,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -71,3 +72,18 @@ async def test_the_audio_queue_frames_marks_and_clears() -> None:
     out.play(b"\x01" * 960, "reply-2")
     generation = out.generation
     assert out.clear() == 1 and out.pending == 0 and out.generation == generation + 1
+
+
+async def test_the_audio_queue_holds_its_frames_while_paused_and_gives_them_on_from_there() -> None:
+    out = OutboundAudio(AudioFormat("pcm16", 24000, 20))
+    out.play(b"\x01" * 960 + b"\x02" * 960 + b"\x03" * 960, "reply-1")
+    assert await out.get() == Frame(b"\x01" * 960, "reply-1")
+    out.pause()  # caller speech over the agent: the track plays silence
+    assert out.pop() is None and out.pending == 2
+    waiting = asyncio.ensure_future(out.get())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # the pacer waits for the resume
+    out.resume()  # a backchannel: on from the second frame
+    assert await asyncio.wait_for(waiting, 1) == Frame(b"\x02" * 960, "reply-1")
+    out.pause()
+    assert out.clear() == 1 and not out.paused  # a barge-in's clear ends the pause
