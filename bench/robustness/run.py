@@ -89,8 +89,11 @@ class Hooks:
         self.profile = profile
         self.summary: Any = None
 
-    async def profile_for(self, call_sid: str, from_: str, to: str) -> Any:
+    async def profile_for(self, call_sid: str, from_: str, to: str, resumed: bool = False) -> Any:
         return self.profile
+
+    def call_moved(self, call_sid: str) -> None:
+        """Never: the evaluation's calls are not resumed elsewhere."""
 
     async def call_ended(self, summary: Any) -> None:
         self.summary = summary

@@ -23,6 +23,7 @@ from gateway.conversation.transport import (
     AudioIn,
     CallerLeft,
     CallStarted,
+    ConversationEvent,
     MarkPlayed,
     PlayoutHooks,
     TransportEvent,
@@ -118,6 +119,7 @@ class LineTransport:
 
     input_rate_hz = 8000
     output_format = AudioFormat("pcmu", 8000, 20)
+    echo_cancelled = False
 
     def __init__(self, script: list[Step], line: PhoneLine, lead_ms: int = 100, tick_ms: int = 60) -> None:
         self.script = script
@@ -277,6 +279,9 @@ class LineTransport:
     async def run_output(self) -> None:
         """The pacer."""
         await self._playback.run()
+
+    def emit(self, event: ConversationEvent) -> None:
+        """A phone line shows nothing: the conversation's text events are dropped (as Twilio's transport does)."""
 
     async def close(self, code: int = 1000) -> None:
         """The gateway ends the call."""

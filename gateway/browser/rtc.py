@@ -128,6 +128,7 @@ class WebRTCTransport:
     """
 
     input_rate_hz = INPUT_RATE_HZ
+    echo_cancelled = True  # the page asks getUserMedia for the browser's echo canceller
 
     def __init__(self, pc: RTCPeerConnection, settings: GatewaySettings, call_id: str, from_: str, to: str) -> None:
         self.pc = pc

@@ -58,6 +58,7 @@ class WebSocketTransport:
     """
 
     input_rate_hz = INPUT_RATE_HZ
+    echo_cancelled = True  # MediaRecorder's getUserMedia runs the browser's echo canceller
 
     def __init__(self, ws: WebSocket, settings: GatewaySettings, call_id: str, from_: str, to: str) -> None:
         self.ws = ws

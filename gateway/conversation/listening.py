@@ -85,6 +85,7 @@ class Listener:
         input_rate_hz: the rate of the PCM16 pushed (Twilio: 8000).
         agent_speaking: whether the agent's audio is playing now (the barge-in rule applies then).
         turn_detector: Smart Turn, when ``turn_detection`` is ``smart_turn``.
+        echo_gate: run the echo gate (``listening.echo_gate``, and the carrier does not cancel echo itself).
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class Listener:
         input_rate_hz: int,
         agent_speaking: Callable[[], bool],
         turn_detector: TurnDetector | None = None,
+        echo_gate: bool = True,
     ) -> None:
         self.s = settings
         self._vad = vad
@@ -108,7 +110,7 @@ class Listener:
         """A :class:`SpeechOnset` was emitted for the open utterance."""
         self.echo = (
             EchoGate(input_rate_hz, margin_db=settings.listening.echo_margin_db)
-            if settings.listening.echo_gate
+            if settings.listening.echo_gate and echo_gate
             else None
         )
         self.echo_frames = 0

@@ -152,6 +152,11 @@ class Transport(Protocol):
     """Sample rate of :class:`AudioIn` (Twilio: 8000)."""
     output_format: AudioFormat
     """What :meth:`play` takes (Twilio: μ-law 8 kHz, 20 ms frames)."""
+    echo_cancelled: bool
+    """The carrier already removes the agent's own voice from the caller's audio (a browser's
+    acoustic echo canceller), so the echo gate (:mod:`gateway.conversation.echo`) stays off: its
+    conservative prior would otherwise hold the caller's first words over the agent as possible echo.
+    A phone line: ``False``."""
 
     def bind(self, hooks: PlayoutHooks) -> None:
         """Who hears about playout; called once, before :meth:`run_output`."""

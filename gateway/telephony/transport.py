@@ -49,6 +49,7 @@ class TwilioTransport:
 
     input_rate_hz = TELEPHONY_RATE_HZ
     output_format = AudioFormat("pcmu", TELEPHONY_RATE_HZ, 20)
+    echo_cancelled = False  # a speakerphone's echo comes back down the line
 
     def __init__(self, ws: WebSocket, settings: GatewaySettings, tokens: StreamTokens | None = None) -> None:
         self.ws = ws

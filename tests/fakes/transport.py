@@ -145,6 +145,7 @@ class FakeTransport:
 
     input_rate_hz: int = INPUT_RATE_HZ
     output_format: AudioFormat = AudioFormat("pcmu", 8000, 20)
+    echo_cancelled: bool = False
 
     def __init__(
         self,
