@@ -9,9 +9,10 @@ re-prompts. It owns every task of the call in a :class:`~gateway.conversation.ta
 (bounded close, even when a library swallows a cancel). The call's record lives in memory and is
 mirrored to the live store (:mod:`gateway.conversation.record`). Hang-up (the caller leaves, the
 agent hangs up, the max duration, SIGTERM) stops every task within ``GATEWAY_CALL__TASK_CLOSE_TIMEOUT_S``,
-closes the record and hands the call to the hooks. A stream lost without the carrier's ``stop``
-may be resumed by another session, here or on another gateway (:mod:`gateway.conversation.resume`):
-this one then lets the call go unfinished, and a resumed session starts from the stored record.
+closes the record and hands the call to the hooks (:mod:`gateway.conversation.ending`). A stream lost
+without the carrier's ``stop`` may be resumed by another session, here or on another gateway
+(:mod:`gateway.conversation.resume`): this one then lets the call go unfinished, and a resumed session
+starts from the stored record.
 
 It knows no carrier, web framework or database: everything it touches comes in
 :class:`~gateway.conversation.deps.Deps` (Protocols) and the :class:`Transport`.
@@ -20,7 +21,6 @@ It knows no carrier, web framework or database: everything it touches comes in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from gateway.agents.profile import AgentProfile, CallSummary
+from gateway.agents.profile import AgentProfile
 from gateway.conversation.actions import CallActions
 from gateway.conversation.admission import refusal
 from gateway.conversation.context import Attention, now
 from gateway.conversation.deps import Deps
+from gateway.conversation.ending import close_call
 from gateway.conversation.endpointing import PauseDetected, PauseStarted, SpeechEnded, SpeechResumed, SpeechStarted
 from gateway.conversation.language import CallLanguage
 from gateway.conversation.listening import BargeIn, FalseOnset, Listener, SpeechOnset
@@ -41,15 +42,7 @@ from gateway.conversation.record import CallRecord, RecordWriter
 from gateway.conversation.recording import CallRecorder
 from gateway.conversation.replies import Reply
 from gateway.conversation.responder import Responder
-from gateway.conversation.resume import (
-    ENDING_STATE,
-    SUSPENDED_STATE,
-    ResumedCall,
-    load_resumed,
-    mark_state,
-    resume_line,
-    wait_for_takeover,
-)
+from gateway.conversation.resume import ResumedCall, load_resumed, resume_line
 from gateway.conversation.speaker import Speaker
 from gateway.conversation.tasks import TaskScope
 from gateway.conversation.transcript import Transcript
@@ -66,7 +59,7 @@ from gateway.conversation.transport import (
     TurnRecorded,
 )
 from gateway.conversation.turns import Action, Event, State, TurnMachine
-from gateway.metrics import ABANDONED_TASKS, ACTIVE_CALLS, BARGE_INS, CALLS, ERRORS, RESUMES, STREAMS_REFUSED
+from gateway.metrics import ACTIVE_CALLS, BARGE_INS, CALLS, ERRORS, RESUMES, STREAMS_REFUSED
 from shared.audio import ulaw_decode
 
 log = logging.getLogger(__name__)
@@ -108,6 +101,7 @@ class CallSession:
             transport.input_rate_hz,
             agent_speaking=lambda: self.machine.state is State.SPEAKING,
             turn_detector=deps.smart_turn if smart else None,
+            echo_gate=not transport.echo_cancelled,
         )
         self.language = CallLanguage()
         """The call's language (the agent's setting, or detected: :mod:`gateway.conversation.language`)."""
@@ -119,15 +113,25 @@ class CallSession:
         self.actions: CallActions | None = None
         self._ended = asyncio.Event()
         """Set when the call must end (receive loop over, hang-up, a task's bug)."""
-        self._close_code = 1000
+        self.close_code = 1000
+        """WebSocket close code of the transport (1008: the stream was refused)."""
         self._t0 = 0.0
         """Loop time of the call's start (the recording's zero)."""
         self.resumed: ResumedCall | None = None
         """The call's earlier record when this stream resumes it (another stream served it first)."""
-        self._stream_lost = False
+        self.stream_lost = False
         """The connection closed without the carrier's ``stop``: the call may go on elsewhere."""
 
-    # ---- CallContext -----------------------------------------------------------------------
+    # ---- CallContext and EndingHost ------------------------------------------------------------
+    @property
+    def answering(self) -> AgentProfile | None:
+        """The agent answering, or ``None`` before the call's profile is known."""
+        return self._profile
+
+    def replies(self) -> list[Reply]:
+        """Every reply the responder still knows (none before it exists)."""
+        return list(self.responder.replies.values()) if self.responder is not None else []
+
     @property
     def profile(self) -> AgentProfile:
         """The agent answering (set when the call starts)."""
@@ -185,16 +189,7 @@ class CallSession:
             except TimeoutError:
                 log.warning("call %s reached the %ss limit", self.call_sid, self.s.call.max_call_seconds)
         finally:
-            abandoned = await self.scope.aclose(self.s.call.task_close_timeout_s)
-            if abandoned:
-                ABANDONED_TASKS.inc(len(abandoned))
-            if not self._stream_lost:  # ended here, on purpose: a <Redirect> racing the close must not resume it
-                await self._mark(ENDING_STATE)
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await self.transport.close(self._close_code)
-            if not (self._stream_lost and await self._hand_over()):
-                await self._finish()
+            await close_call(self)
 
     def _task_failed(self, task: asyncio.Task[Any], exc: BaseException) -> None:
         """A bug in one task ends the call (as a TaskGroup would), never the gateway."""
@@ -206,7 +201,7 @@ class CallSession:
         while True:
             event = await self.transport.receive()
             if event is None and not self._ended.is_set():
-                self._stream_lost = True
+                self.stream_lost = True
                 log.info("call %s: the stream closed without a stop", self.call_sid)
                 return
             if event is None or isinstance(event, CallerLeft):
@@ -233,14 +228,14 @@ class CallSession:
             await self.on_text_event(event.text)
 
     async def _on_start(self, event: CallStarted) -> None:
-        if self.call_sid or self._close_code != 1000:
+        if self.call_sid or self.close_code != 1000:
             log.warning("call %s: ignored a second start", self.call_sid)
             return
         reason = await refusal(self.deps, event)
         if reason is not None:
             STREAMS_REFUSED.labels(reason).inc()
             log.warning("stream for call %r refused: %s", event.call_id, reason)
-            self._close_code = 1008  # policy violation
+            self.close_code = 1008  # policy violation
             self._ended.set()
             return
         self.call_sid, self.stream_sid = event.call_id, event.stream_id
@@ -286,72 +281,9 @@ class CallSession:
         self.transcript.agent_said(reply)
         self.responder.prewarm()
 
-    async def _mark(self, state: str) -> None:
-        if self.writer is not None:
-            await mark_state(self.writer, state)
-
-    async def _hand_over(self) -> bool:
-        """The stream was lost: wait (``GATEWAY_FLEET__RESUME_WAIT_S``) for another stream to resume
-        the call; if one does, let the call go here without finishing it. Returns whether it did."""
-        if not self.call_sid or self.writer is None or self._profile is None:
-            return False
-        self.deps.live_calls.discard(self.call_sid)
-        await self._mark(SUSPENDED_STATE)
-        if not await wait_for_takeover(self.deps, self.call_sid, self.stream_sid):
-            return False
-        ACTIVE_CALLS.dec()
-        if self.speaker is not None:
-            await self.speaker.aclose()
-        await self.writer.close(self.s.redis.flush_timeout_s)
-        self.deps.hooks.call_moved(self.call_sid)
-        log.info("call %s: resumed by another stream; let go after %.1fs", self.call_sid, time.time() - self.started_at)
-        return True
-
     async def _run_tools(self, calls: Any, reply: Reply) -> None:
         assert self.actions is not None
         await self.actions.run_tools(calls, reply)
-
-    async def _finish(self) -> None:
-        """Close the record (bounded flush) and hand the call to the hooks (bounded)."""
-        if not self.call_sid or self.writer is None:
-            return
-        ACTIVE_CALLS.dec()
-        self.deps.live_calls.discard(self.call_sid)
-        ended_at = time.time()
-        self._record_replies("hangup")
-        if self.speaker is not None:
-            await self.speaker.aclose()
-        self.writer.end(ended_at, self.end_status)
-        await self.writer.close(self.s.redis.flush_timeout_s)
-        turns = list(self.writer.record.turns)  # the call's own record: complete even if Redis is not
-        if self._profile is None:  # the hooks failed before the call was served
-            log.info("call %s finished after %.1fs without a profile", self.call_sid, ended_at - self.started_at)
-            return
-        summary = CallSummary(
-            call_sid=self.call_sid,
-            stream_sid=self.stream_sid,
-            from_=self.from_,
-            to=self.to,
-            started_at=self.started_at,
-            ended_at=ended_at,
-            turns=turns,
-            profile=self._profile,
-            status=self.end_status,
-            recording_pcm16=await asyncio.to_thread(self.recorder.mix) if self.recorder is not None else None,
-        )
-        try:
-            async with asyncio.timeout(self.s.call.finish_timeout_s):
-                await self.deps.hooks.call_ended(summary)
-        except Exception:
-            ERRORS.labels("session").inc()
-            log.exception("call %s: call_ended hook failed", self.call_sid)
-        log.info("call %s finished after %.1fs", self.call_sid, ended_at - self.started_at)
-
-    def _record_replies(self, status: str) -> None:
-        """Stop every reply and record what of it was heard (once)."""
-        for reply in self.responder.replies.values() if self.responder is not None else ():
-            reply.interrupt()
-            self.transcript.record_reply(reply, status=status)
 
     # ---- PlayoutHooks (called by the transport) ----------------------------------------------
     def on_playout_started(self, reply_id: str, at: float) -> None:
