@@ -42,6 +42,7 @@ def agent_out(agent: Agent) -> AgentOut:
         greeting=agent.greeting,
         system_prompt=agent.system_prompt,
         voice=agent.voice,
+        language=agent.language,
         facts=agent.facts or {},
         transfer_number=agent.transfer_number,
         webhook_url=agent.webhook_url,

@@ -14,6 +14,8 @@ E164 = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+[1-9
 """A phone number in E.164: ``+`` and up to 15 digits (``+15550100002``)."""
 Voice = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z]{2}_[a-z0-9]+$", max_length=64)]
 """A Kokoro voice name (``af_heart``, ``am_michael``, ``bf_emma``…)."""
+Language = Literal["en", "es", "auto"]
+"""What the agent speaks: English, Spanish, or ``auto`` (the caller's first utterance decides)."""
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 Event = Literal["call.started", "call.completed"]
 ALL_EVENTS: tuple[Event, ...] = ("call.started", "call.completed")
@@ -45,6 +47,7 @@ class AgentIn(_In):
     greeting: str = Field(..., min_length=1, max_length=2000)
     system_prompt: str = Field(..., min_length=1, max_length=20000, description="``{facts}`` marks where facts go")
     voice: Voice = "af_heart"
+    language: Language = "en"
     facts: dict[str, str] = Field(default_factory=dict, description="hours, service_area, prices, … → text")
     transfer_number: E164 | None = None
     webhook_url: AnyHttpUrl | None = None
@@ -62,6 +65,7 @@ class AgentPatch(_In):
     greeting: str | None = Field(None, min_length=1, max_length=2000)
     system_prompt: str | None = Field(None, min_length=1, max_length=20000)
     voice: Voice | None = None
+    language: Language | None = None
     facts: dict[str, str] | None = None
     transfer_number: E164 | None = None
     webhook_url: AnyHttpUrl | None = None
@@ -73,7 +77,7 @@ class AgentPatch(_In):
 
     @model_validator(mode="after")
     def _required_not_null(self) -> AgentPatch:
-        for name in ("name", "greeting", "system_prompt", "voice", "facts", "webhook_events", "is_default"):
+        for name in ("name", "greeting", "system_prompt", "voice", "language", "facts", "webhook_events", "is_default"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -87,6 +91,7 @@ class AgentOut(BaseModel):
     greeting: str
     system_prompt: str
     voice: str
+    language: str
     facts: dict[str, Any]
     transfer_number: str | None
     webhook_url: str | None

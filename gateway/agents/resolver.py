@@ -332,6 +332,7 @@ def _agent_profile(agent: Agent, corrections: RuleCorrections) -> AgentProfile:
         greeting=agent.greeting,
         system_prompt=render_prompt(agent.system_prompt, agent.facts or {}),
         voice=agent.voice,
+        language=agent.language,
         corrections=corrections,
         agent_id=agent.id,
         name=agent.name,

@@ -98,6 +98,8 @@ class Agent(Base):
     greeting: Mapped[str] = mapped_column(Text)
     system_prompt: Mapped[str] = mapped_column(Text)
     voice: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
+    """``en``, ``es`` or ``auto`` (detected on the caller's first utterance): :mod:`gateway.conversation.language`."""
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Business facts (hours, service_area, prices, …): name → text, given to the LLM with the prompt."""
     transfer_number: Mapped[str | None] = mapped_column(String(16))

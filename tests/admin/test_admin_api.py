@@ -93,6 +93,10 @@ def test_agents_crud(client: TestClient) -> None:
     patched = client.patch(f"/api/agents/{aid}", json={"greeting": "Hello!", "transfer_number": None}, headers=AUTH)
     assert patched.status_code == 200 and patched.json()["greeting"] == "Hello!"
     assert patched.json()["transfer_number"] is None and patched.json()["voice"] == "am_michael"
+    assert agent["language"] == "en"  # the default
+    spanish = client.patch(f"/api/agents/{aid}", json={"language": "es"}, headers=AUTH)
+    assert spanish.status_code == 200 and spanish.json()["language"] == "es"
+    assert client.patch(f"/api/agents/{aid}", json={"language": None}, headers=AUTH).status_code == 422
     other = client.post("/api/agents", json={**AGENT, "name": "Bolt", "is_default": True}, headers=AUTH).json()
     client.patch(f"/api/agents/{aid}", json={"is_default": True}, headers=AUTH)
     defaults = [a["name"] for a in client.get("/api/agents", headers=AUTH).json() if a["is_default"]]
@@ -114,6 +118,7 @@ def test_agents_crud(client: TestClient) -> None:
         {**AGENT, "facts": {"bad key!": "x"}},
         {**AGENT, "unexpected": 1},
         {**AGENT, "name": "   "},
+        {**AGENT, "language": "fr"},
     ],
 )
 def test_agent_validation_errors_are_422(sqlite_client: TestClient, body: dict[str, Any]) -> None:

@@ -152,11 +152,13 @@ def test_admin_page_manages_numbers_and_corrections(gateway: tuple[str, Path], c
     assert facts == "hours: Mon-Fri 8-6\nprices: call-out 89 dollars"
     chrome.eval("document.querySelector('#agentform [name=greeting]').value = ''")
     chrome.type_into("#agentform [name=greeting]", "Acme here, what's up?")
+    assert chrome.eval("document.querySelector('#agentform [name=language]').value") == "en"
+    chrome.eval("document.querySelector('#agentform [name=language]').value = 'es'")
     chrome.click("#agentform button[type=submit]")
     chrome.wait_for("document.querySelector('#status').textContent.startsWith('Saved agent')")
     agent = httpx.get(f"{base}/api/agents", headers=AUTH).json()[0]
     assert agent["greeting"] == "Acme here, what's up?" and agent["webhook_secret_set"] is True
-    assert agent["facts"] == AGENT["facts"]
+    assert agent["facts"] == AGENT["facts"] and agent["language"] == "es"
     assert chrome.errors == []
 
 

@@ -132,3 +132,15 @@ async def test_admin_changes_are_seen_at_once_through_invalidate(db: Database, t
     hooks.invalidate([NUMBER])  # what the admin API does after a change
     assert (await hooks.profile_for("CAi3", "+15550100001", NUMBER)).agent_id == bolt
     await hooks.drain()
+
+
+async def test_a_spanish_agent_answers_its_number_in_spanish(db: Database, tmp_path) -> None:
+    """The agent's language column reaches the call's profile (the conversation speaks it)."""
+    async with db.sessions() as s, s.begin():
+        agent = await AgentRepo(s).create(name="Fontanería Ruiz", greeting="Fontanería Ruiz, ¿en qué le ayudo?",
+                                          system_prompt="p", voice="ef_dora", language="es")  # fmt: skip
+        await NumberRepo(s).create(NUMBER, agent.id)
+    hooks = DatabaseHooks(settings(tmp_path), db)
+    profile = await hooks.profile_for("CAes1", "+15550100001", NUMBER)
+    assert profile.language == "es" and profile.voice == "ef_dora" and profile.agent_id == agent.id
+    await hooks.drain()

@@ -82,3 +82,22 @@ def test_alembic_command_line_and_module_entry_point(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == head(), proc.stderr
+
+
+async def test_agents_made_before_the_language_column_speak_english(db_url: str) -> None:
+    """0002 adds ``agents.language``; rows already there get ``en``."""
+    await asyncio.to_thread(upgrade, db_url, "0001")
+    engine = make_engine(db_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "INSERT INTO agents (name, greeting, system_prompt, voice, facts, webhook_events, is_default,"
+                " created_at, updated_at) VALUES ('Old', 'Hi', 'p', 'af_heart', '{}', '[]', false,"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        await asyncio.to_thread(upgrade, db_url)
+        async with engine.connect() as conn:
+            language = (await conn.exec_driver_sql("SELECT language FROM agents WHERE name = 'Old'")).scalar_one()
+    finally:
+        await engine.dispose()
+    assert language == "en"

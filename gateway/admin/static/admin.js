@@ -153,7 +153,7 @@ async function loadAgents() {
   for (const a of state.agents) {
     const tr = document.createElement("tr");
     tr.className = "clickable";
-    [a.name, a.numbers.join(", "), a.voice, a.webhook_url || "", a.is_default ? "yes" : ""].forEach((v) => cell(tr, v));
+    [a.name, a.numbers.join(", "), a.voice, a.language, a.webhook_url || "", a.is_default ? "yes" : ""].forEach((v) => cell(tr, v));
     const tryIt = document.createElement("a");  // the /phone softphone, calling this agent: no number needed
     tryIt.href = `/phone?agent=${encodeURIComponent(a.id)}`;
     tryIt.target = "_blank";
@@ -180,7 +180,7 @@ function editAgent(a) {
   f.reset();
   f.elements.id.value = a ? a.id : "";
   if (!a) return;
-  for (const name of ["name", "greeting", "system_prompt", "voice"]) f.elements[name].value = a[name];
+  for (const name of ["name", "greeting", "system_prompt", "voice", "language"]) f.elements[name].value = a[name];
   f.elements.transfer_number.value = a.transfer_number || "";
   f.elements.webhook_url.value = a.webhook_url || "";
   f.elements.facts.value = factsText(a.facts);
@@ -194,7 +194,7 @@ async function saveAgent(ev) {
   const f = ev.target.elements;
   const body = {
     name: f.name.value, greeting: f.greeting.value, system_prompt: f.system_prompt.value, voice: f.voice.value,
-    facts: parseFacts(f.facts.value), transfer_number: f.transfer_number.value || null,
+    language: f.language.value, facts: parseFacts(f.facts.value), transfer_number: f.transfer_number.value || null,
     webhook_url: f.webhook_url.value || null, is_default: f.is_default.checked,
     webhook_events: [f.ev_started.checked && "call.started", f.ev_completed.checked && "call.completed"].filter(Boolean),
   };
