@@ -19,102 +19,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-import numpy as np
 import websockets
 from twilio.request_validator import RequestValidator
 
 from shared import twilio_media as tw
-from shared.audio import (
-    FRAME_MS,
-    TELEPHONY_RATE_HZ,
-    ULAW_SILENCE,
-    float_to_pcm16,
-    read_audio,
-    split_frames,
-    ulaw_decode,
-    ulaw_encode,
-)
-from tools.stack import admin_key as default_admin_key
+from shared.audio import FRAME_MS, TELEPHONY_RATE_HZ
+from tools.call_result import CallResult, fetch_call
+from tools.caller_audio import FRAME_S, SILENCE_FRAME, caller_frames, speech_end_s
 from tools.twilio_voice import Twiml, VoiceWebhook
 
+__all__ = ["SILENCE_FRAME", "CallResult", "SimulatedCall", "caller_frames", "fetch_call", "speech_end_s"]
+"""The caller's audio helpers and the call's result live in :mod:`tools.caller_audio` and
+:mod:`tools.call_result`; they are importable from here too."""
+
 log = logging.getLogger(__name__)
-FRAME_S = FRAME_MS / 1000
-SILENCE_FRAME = bytes([ULAW_SILENCE]) * (TELEPHONY_RATE_HZ * FRAME_MS // 1000)
-
-
-def caller_frames(path: str | Path) -> tuple[list[bytes], float]:
-    """Load any audio file (any rate) as 20 ms μ-law frames at 8 kHz.
-
-    Returns (frames, speech_end_s): ``speech_end_s`` is where the last sound above −40 dBFS ends,
-    so voice-to-voice latency is measured from the end of speech, not of trailing silence.
-    """
-    audio, _ = read_audio(str(path), target_rate=TELEPHONY_RATE_HZ)
-    pcm = float_to_pcm16(audio)
-    return split_frames(ulaw_encode(pcm)), speech_end_s(pcm)
-
-
-def speech_end_s(pcm: np.ndarray, rate_hz: int = TELEPHONY_RATE_HZ) -> float:
-    """Where speech ends in PCM16 audio (int16, shape (n,)): the end of the last 20 ms frame whose
-    RMS is above −40 dBFS, in seconds; the whole length if no frame is that loud."""
-    win = rate_hz * FRAME_MS // 1000
-    n = len(pcm) // win
-    frames = pcm[: n * win].astype(np.float64).reshape(n, win) / 32768.0
-    loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 0.01)[0]
-    return float((loud[-1] + 1) * FRAME_S) if loud.size else len(pcm) / rate_hz
-
-
-@dataclass
-class CallResult:
-    """What the simulated caller observed."""
-
-    call_sid: str
-    stream_sid: str
-    agent_audio: bytearray = field(default_factory=bytearray)
-    """All μ-law bytes the agent sent, in order (8 kHz)."""
-    marks_received: list[str] = field(default_factory=list)
-    marks_echoed: list[str] = field(default_factory=list)
-    clears: int = 0
-    clear_chunks: list[int] = field(default_factory=list)
-    """The inbound chunk number last sent when each ``clear`` arrived (stream time, 20 ms units)."""
-    malformed: int = 0
-    reply_first_audio_at: float | None = None
-    """monotonic time of the first agent frame after the caller stopped speaking."""
-    caller_speech_end_at: float | None = None
-    greeting_bytes: int = 0
-    reply_bytes: int = 0
-    streams: list[str] = field(default_factory=list)
-    """The call's streamSids, in order (more than one: the call was resumed on a new stream)."""
-    stream_urls: list[str] = field(default_factory=list)
-    """The ``<Stream url>`` of each stream."""
-    lost_at: list[float] = field(default_factory=list)
-    """monotonic times a stream ended while the call went on."""
-    resumed_at: list[float] = field(default_factory=list)
-    """monotonic times a later stream's ``start`` was sent."""
-    resumed_audio_at: list[float] = field(default_factory=list)
-    """monotonic times the first agent audio arrived on each later stream."""
-    ended: bool = False
-    """The call is over on Twilio's side (a ``<Hangup/>``, no next verb, or a webhook that failed)."""
-
-    @property
-    def voice_to_voice_ms(self) -> float | None:
-        """End of caller speech → first agent audio, as the caller's side sees it."""
-        if self.reply_first_audio_at is None or self.caller_speech_end_at is None:
-            return None
-        return (self.reply_first_audio_at - self.caller_speech_end_at) * 1000
-
-    def agent_pcm16(self) -> np.ndarray:
-        """The agent's audio decoded to PCM16 at 8 kHz, shape (n,) int16."""
-        return ulaw_decode(bytes(self.agent_audio))
 
 
 class SimulatedCall:
@@ -452,22 +377,3 @@ class SimulatedCall:
             await asyncio.sleep(0.05)
         if not self.closed_by_server:
             await self._wait_agent_done(max(deadline - time.monotonic(), 0.1), settle_s, "reply")
-
-
-async def fetch_call(base_url: str, call_sid: str, wait_ended_s: float = 5.0, admin_key: str | None = None) -> dict:
-    """GET the gateway's record of the call (turns, latencies) once it is closed.
-
-    ``admin_key``: the gateway's ``GATEWAY_ADMIN_API_KEY`` (default: :func:`tools.stack.admin_key`).
-    """
-    headers = {"X-Admin-Key": admin_key or default_admin_key()}
-    deadline = time.monotonic() + wait_ended_s
-    async with httpx.AsyncClient(headers=headers) as client:
-        while True:
-            resp = await client.get(f"{base_url.rstrip('/')}/calls/{call_sid}", timeout=5)
-            if resp.status_code == 200:
-                record = resp.json()
-                if record.get("status") != "in-progress" or time.monotonic() > deadline:
-                    return json.loads(json.dumps(record))
-            elif time.monotonic() > deadline:
-                resp.raise_for_status()
-            await asyncio.sleep(0.1)
