@@ -22,7 +22,13 @@ class LLMSettings(ServiceSettings):
     n_ctx: int = 4096
     """Context window, tokens."""
     n_threads: int = 2
-    """CPU threads for generation and prompt processing."""
+    """CPU threads for generation (one token at a time: memory-bound, and it runs while TTS renders the
+    reply's first segment on the same cores)."""
+    n_threads_batch: int = 0
+    """CPU threads for prompt processing (compute-bound, before any TTS of the reply starts); 0 = ``n_threads``.
+    On the 2-core box ``LLM_N_THREADS=1 LLM_N_THREADS_BATCH=2`` gave Kokoro's first segment a core:
+    voice-to-voice p50 −3 %, p95 −10 % (docs/benchmarks.md, issue 13); not the default, as one thread
+    decodes long replies and the post-call extraction more slowly."""
     chat_format: str = "chatml"
     """llama-cpp-python chat format; empty uses the GGUF's own template (Qwen's ChatML with Hermes-style tool calls)."""
     logits_all: bool = False

@@ -96,3 +96,21 @@ def test_the_cache_refuses_a_model_that_keeps_all_logits() -> None:
 
     with pytest.raises(ValueError, match="logits_all"):
         install_prompt_cache(AllLogits(), 1024)  # type: ignore[arg-type]
+
+
+def test_generation_and_prompt_processing_threads_are_separate_settings() -> None:
+    """``LLM_N_THREADS`` decodes, ``LLM_N_THREADS_BATCH`` prefills (0: as many as decoding)."""
+    from llama_cpp.server import app as llama_app
+
+    from services.llm.app import create_app
+
+    settings = LLMSettings()
+    if not Path(settings.model_path).is_file():
+        pytest.fail(f"{settings.model_path} is missing: run `make models`")
+    create_app(settings.model_copy(update={"n_threads": 1, "n_threads_batch": 2, "prompt_cache_mb": 0}))
+    assert llama_app._llama_proxy is not None
+    llama = llama_app._llama_proxy()
+    assert (llama.context_params.n_threads, llama.context_params.n_threads_batch) == (1, 2)
+    create_app(settings.model_copy(update={"n_threads": 1, "n_threads_batch": 0, "prompt_cache_mb": 0}))
+    llama = llama_app._llama_proxy()
+    assert (llama.context_params.n_threads, llama.context_params.n_threads_batch) == (1, 1)
