@@ -1,12 +1,13 @@
 """``make bench-latency``: voice-to-voice latency per stage over many real turns (real models).
 
 Starts the whole stack as processes on free ports (or uses ``--gateway-url``), places calls with
-a multi-turn caller script (Kokoro voice am_michael, 8 kHz μ-law, real time, with pauses between
+multi-turn caller scripts (four different customers in turn, ``--callers varied``; or the same one
+every call, ``--callers same``; Kokoro voice am_michael, 8 kHz μ-law, real time, with pauses between
 turns) and reads each turn's server-side latencies from the gateway (``GET /calls/{sid}``):
 endpointing, STT, LLM time to first token, TTS first audio, voice-to-voice; plus voice-to-voice
 as the simulated caller heard it. Prints p50/p95 per stage and writes JSON.
 
-Usage: ``python -m bench.latency_bench [--turns 20] [--json docs/bench-latency.json]``
+Usage: ``python -m bench.latency_bench [--turns 20] [--callers varied|same] [--json docs/bench-latency.json]``
 """
 
 from __future__ import annotations
@@ -37,6 +38,34 @@ SCRIPT = [
     "How much does a repair usually cost?",
     "Great, thank you. Tomorrow morning works for me.",
 ]
+"""The caller script of ``--callers same``: every call says these five lines."""
+CALLERS = [
+    SCRIPT,
+    [
+        "Hello, my water heater stopped working and there is no hot water. Can you send someone?",
+        "This is Maria Lopez.",
+        "The address is 17 Elm Avenue in Shelbyville.",
+        "What do you charge to look at a water heater?",
+        "Okay, thanks. Friday afternoon is good for me.",
+    ],
+    [
+        "Hi there, my toilet keeps running and the bathroom floor is wet. Could a plumber come by?",
+        "My name is David Chen.",
+        "I am at 305 Pine Road, apartment 2.",
+        "Is there a charge for the visit?",
+        "Perfect. Any time on Monday works.",
+    ],
+    [
+        "Good morning, the shower drain is blocked and the water will not go down. Are you open today?",
+        "It's Sarah Johnson.",
+        "We live at 9 Maple Drive, near the school.",
+        "About how long does a job like that take?",
+        "Thanks a lot. This evening would be best.",
+    ],
+]
+"""The four callers of ``--callers varied`` (the default): different problems, names and addresses,
+as different customers call; call *i* uses caller *i* mod 4. The agent's replies then repeat across
+calls only where a business's replies do (openers, prices), not because the callers say the same."""
 STAGES = ["endpointing_ms", "stt_ms", "llm_ttft_ms", "tts_first_audio_ms", "voice_to_voice_ms"]
 
 
@@ -94,6 +123,12 @@ def main() -> int:
     parser.add_argument("--gateway-url", default=None, help="use a running stack instead of starting one")
     parser.add_argument("--tts-url", default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--callers",
+        choices=["varied", "same"],
+        default="varied",
+        help="varied: four different callers in turn; same: every call says the same five lines",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     stack = None
@@ -109,12 +144,16 @@ def main() -> int:
     else:
         gateway_url, tts_url = args.gateway_url, args.tts_url or "http://127.0.0.1:8002"
     try:
-        lines = [synthesize(tts_url, text) for text in SCRIPT]
+        scripts = CALLERS if args.callers == "varied" else [SCRIPT]
+        callers = [[synthesize(tts_url, text) for text in script] for script in scripts]
         stages: dict[str, list[float]] = {s: [] for s in STAGES}
         heard: list[float] = []
         replies: list[dict[str, Any]] = []
         turns = 0
+        calls = 0
         while turns < args.turns:
+            lines = callers[calls % len(callers)]
+            calls += 1
             take = lines[: min(len(lines), args.turns - turns)]
             record, caller_v2v = asyncio.run(one_call(gateway_url, take))
             heard += caller_v2v
@@ -149,7 +188,8 @@ def main() -> int:
             )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"turns": turns, "stages_ms": summary, "replies": replies}, indent=2))
+        body = {"turns": turns, "callers": args.callers, "stages_ms": summary, "replies": replies}
+        args.json.write_text(json.dumps(body, indent=2))
     return 0
 
 
