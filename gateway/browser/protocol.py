@@ -1,4 +1,5 @@
-"""The browser carriers' event protocol: JSON events out, client messages in (pure, no I/O).
+"""The browser carriers' event protocol: JSON events out, client messages in (no I/O: replies go
+through the caller's ``send_event``).
 
 The same events go over the WebSocket voice API (``/ws/conversation``, with binary audio beside
 them) and over the softphone's WebRTC data channel (``/phone``). Server → client, one JSON object
@@ -20,10 +21,22 @@ Client → server: binary audio (WebSocket), and ``ping``, ``end_conversation``,
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gateway.conversation.transport import AgentText, CallerTranscript, ConversationEvent, TurnRecorded
+from gateway.conversation.transport import (
+    AgentText,
+    CallerLeft,
+    CallerTranscript,
+    ConversationEvent,
+    TextIn,
+    TurnRecorded,
+)
+from gateway.metrics import MALFORMED
+
+log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000
 """Longest typed ``text`` a client may send (longer is refused with an ``error``)."""
@@ -90,3 +103,30 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
             raise BadMessage(f"'text' longer than {MAX_TEXT_CHARS} characters")
         return ClientMessage("text", text.strip())
     raise BadMessage(f"unknown message type {kind!r} (expected ping, end_conversation or text)")
+
+
+def client_event(raw: str | bytes, send_event: Callable[..., None], call_id: str) -> TextIn | CallerLeft | None:
+    """What one client message means to the call, for both browser carriers.
+
+    ``text`` → :class:`TextIn`, ``end_conversation`` → :class:`CallerLeft`; ``ping`` is answered with
+    ``pong`` and a malformed message with an ``error`` event (logged, counted in
+    ``gateway_malformed_messages_total``), both → ``None``: the session goes on. Never raises.
+
+    Args:
+        raw: the message as received (JSON text).
+        send_event: sends one event to this client (``send_event(kind, **fields)``).
+        call_id: for the log line.
+    """
+    try:
+        msg = parse_client_message(raw)
+    except BadMessage as exc:
+        MALFORMED.inc()
+        log.info("call %s: bad client message: %s", call_id, exc)
+        send_event("error", message=str(exc))
+        return None
+    if msg.kind == "ping":
+        send_event("pong")
+        return None
+    if msg.kind == "text":
+        return TextIn(msg.text)
+    return CallerLeft()

@@ -27,7 +27,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConn
 from aiortc.mediastreams import MediaStreamError
 
 from gateway.browser.outbound import Mark, OutboundAudio
-from gateway.browser.protocol import BadMessage, conversation_event, event, parse_client_message
+from gateway.browser.protocol import client_event, conversation_event, event
 from gateway.config import GatewaySettings
 from gateway.conversation.transport import (
     AudioFormat,
@@ -37,10 +37,8 @@ from gateway.conversation.transport import (
     ConversationEvent,
     MarkPlayed,
     PlayoutHooks,
-    TextIn,
     TransportEvent,
 )
-from gateway.metrics import MALFORMED
 
 log = logging.getLogger(__name__)
 
@@ -193,19 +191,12 @@ class WebRTCTransport:
             self._caller_left()
 
     def _on_message(self, raw: str | bytes) -> None:
-        try:
-            msg = parse_client_message(raw)
-        except BadMessage as exc:
-            MALFORMED.inc()
-            self.send_event("error", message=str(exc))
-            return
-        if msg.kind == "ping":
-            self.send_event("pong")
-        elif msg.kind == "text":
-            self._events.put_nowait(TextIn(msg.text))
-        else:
+        ev = client_event(raw, self.send_event, self.call_id)
+        if isinstance(ev, CallerLeft):
             self.ended_by_client = True
             self._caller_left()
+        elif ev is not None:
+            self._events.put_nowait(ev)
 
     def _caller_left(self) -> None:
         if not self._left:

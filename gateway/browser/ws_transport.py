@@ -26,7 +26,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from gateway.browser.decoder import StreamDecoder
 from gateway.browser.outbound import OutboundAudio, Pacer
-from gateway.browser.protocol import BadMessage, conversation_event, event, parse_client_message
+from gateway.browser.protocol import client_event, conversation_event, event
 from gateway.config import GatewaySettings
 from gateway.conversation.transport import (
     AudioFormat,
@@ -36,7 +36,6 @@ from gateway.conversation.transport import (
     ConversationEvent,
     MarkPlayed,
     PlayoutHooks,
-    TextIn,
     TransportEvent,
 )
 from gateway.metrics import MALFORMED
@@ -130,20 +129,11 @@ class WebSocketTransport:
             self._decoder.feed(data)
 
     def _on_text(self, raw: str) -> None:
-        try:
-            msg = parse_client_message(raw)
-        except BadMessage as exc:
-            MALFORMED.inc()
-            log.info("call %s: bad client message: %s", self.call_id, exc)
-            self.send_event("error", message=str(exc))
-            return
-        if msg.kind == "ping":
-            self.send_event("pong")
-        elif msg.kind == "text":
-            self._events.put_nowait(TextIn(msg.text))
-        else:
+        ev = client_event(raw, self.send_event, self.call_id)
+        if isinstance(ev, CallerLeft):
             self.ended_by_client = True
-            self._events.put_nowait(CallerLeft())
+        if ev is not None:
+            self._events.put_nowait(ev)
 
     def _on_audio(self, pcm: np.ndarray) -> None:
         if not self.closed:

@@ -9,8 +9,8 @@ import pytest
 
 from gateway.browser.call import call_to, new_call_id, parse_agent
 from gateway.browser.outbound import Frame, Mark, OutboundAudio, frames_of
-from gateway.browser.protocol import BadMessage, conversation_event, parse_client_message
-from gateway.conversation.transport import AgentText, AudioFormat, CallerTranscript, TurnRecorded
+from gateway.browser.protocol import BadMessage, client_event, conversation_event, parse_client_message
+from gateway.conversation.transport import AgentText, AudioFormat, CallerLeft, CallerTranscript, TextIn, TurnRecorded
 
 
 @pytest.mark.parametrize(
@@ -87,3 +87,17 @@ async def test_the_audio_queue_holds_its_frames_while_paused_and_gives_them_on_f
     assert await asyncio.wait_for(waiting, 1) == Frame(b"\x02" * 960, "reply-1")
     out.pause()
     assert out.clear() == 1 and not out.paused  # a barge-in's clear ends the pause
+
+
+def test_client_event_answers_ping_and_bad_messages_and_passes_the_rest_on() -> None:
+    sent: list[tuple[str, dict[str, object]]] = []
+
+    def send_event(kind: str, **fields: object) -> None:
+        sent.append((kind, fields))
+
+    assert client_event('{"type": "ping"}', send_event, "CA1") is None
+    assert client_event("{not json", send_event, "CA1") is None
+    assert [kind for kind, _ in sent] == ["pong", "error"] and "not JSON" in str(sent[1][1]["message"])
+    assert client_event('{"type": "text", "text": " hi "}', send_event, "CA1") == TextIn("hi")
+    assert isinstance(client_event('{"type": "end_conversation"}', send_event, "CA1"), CallerLeft)
+    assert len(sent) == 2, "text and end_conversation send nothing back"
