@@ -7,9 +7,29 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from shared.config import PROJECT_ROOT
 from tools.stack import free_port, http_healthy
+
+
+def upstream_env(
+    speech_stack: Any, fake_llm: Any, fake_twilio: Any, fake_webhook: Any, data_dir: Path
+) -> dict[str, str]:
+    """A gateway process's environment for the component fixtures: the real STT and TTS of
+    ``speech_stack``, Redis, the fake LLM, Twilio REST API and webhook receiver, data in ``data_dir``."""
+    p = speech_stack.ports
+    return {
+        "GATEWAY_STT_URL": f"http://127.0.0.1:{p.stt}",
+        "GATEWAY_TTS_URL": f"http://127.0.0.1:{p.tts}",
+        "GATEWAY_LLM_URL": fake_llm.url + "/v1",
+        "GATEWAY_REDIS_URL": speech_stack.redis_url,
+        "GATEWAY_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "GATEWAY_TWILIO_AUTH_TOKEN": "test-token",
+        "GATEWAY_TWILIO_API_BASE_URL": fake_twilio.url,
+        "GATEWAY_WEBHOOK_URL": fake_webhook.url,
+        "GATEWAY_DATA_DIR": str(data_dir),
+    }
 
 
 class GatewayProcess:

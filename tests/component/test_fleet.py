@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from tests.component.fakes import FakeLLM, FakeWebhook
-from tests.component.gateways import GatewayProcess
+from tests.component.gateways import GatewayProcess, upstream_env
 from tools.twilio_sim import SimulatedCall
 
 pytestmark = pytest.mark.timeout(300)
@@ -42,18 +42,9 @@ RESUME_BOUND_S = 3.0
 
 @pytest.fixture
 def fleet_env(speech_stack, fake_llm, fake_twilio, fake_webhook, tmp_path: Path) -> dict[str, str]:
-    p = speech_stack.ports
     return {
-        "GATEWAY_STT_URL": f"http://127.0.0.1:{p.stt}",
-        "GATEWAY_TTS_URL": f"http://127.0.0.1:{p.tts}",
-        "GATEWAY_LLM_URL": fake_llm.url + "/v1",
-        "GATEWAY_REDIS_URL": speech_stack.redis_url,
-        "GATEWAY_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-        "GATEWAY_TWILIO_AUTH_TOKEN": "test-token",
-        "GATEWAY_TWILIO_API_BASE_URL": fake_twilio.url,
-        "GATEWAY_WEBHOOK_URL": fake_webhook.url,
+        **upstream_env(speech_stack, fake_llm, fake_twilio, fake_webhook, tmp_path),
         "GATEWAY_DATABASE__ENABLED": "false",
-        "GATEWAY_DATA_DIR": str(tmp_path),
         "GATEWAY_RECORDING__ENABLED": "false",
         "GATEWAY_LISTENING__TURN_DETECTION": "silence",
         "GATEWAY_AGENT__GREETING": GREETING,

@@ -18,7 +18,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from tests.component.fakes import FakeWebhook
-from tests.component.gateways import GatewayProcess
+from tests.component.gateways import GatewayProcess, upstream_env
 from tools.twilio_sim import SimulatedCall
 
 pytestmark = pytest.mark.timeout(240)
@@ -31,17 +31,8 @@ LONG_REPLY = (
 
 @pytest.fixture
 def process_env(speech_stack, fake_llm, fake_twilio, fake_webhook, tmp_path: Path) -> dict[str, str]:
-    p = speech_stack.ports
     return {
-        "GATEWAY_STT_URL": f"http://127.0.0.1:{p.stt}",
-        "GATEWAY_TTS_URL": f"http://127.0.0.1:{p.tts}",
-        "GATEWAY_LLM_URL": fake_llm.url + "/v1",
-        "GATEWAY_REDIS_URL": speech_stack.redis_url,
-        "GATEWAY_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-        "GATEWAY_TWILIO_AUTH_TOKEN": "test-token",
-        "GATEWAY_TWILIO_API_BASE_URL": fake_twilio.url,
-        "GATEWAY_WEBHOOK_URL": fake_webhook.url,
-        "GATEWAY_DATA_DIR": str(tmp_path),
+        **upstream_env(speech_stack, fake_llm, fake_twilio, fake_webhook, tmp_path),
         "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}",
         "GATEWAY_EXTRACTION_ENABLED": "false",
         "GATEWAY_OUTBOX_POLL_INTERVAL_S": "0.2",
