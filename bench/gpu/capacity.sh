@@ -7,7 +7,9 @@
 # Then, from the repository root on the device:
 #     bash bench/gpu/capacity.sh stash                      # keep this call's carried pieces in /tmp
 #     bash bench/gpu/capacity.sh assemble                   # once all pieces are there: join, check
-#     bash bench/gpu/capacity.sh start [capacity args...]   # assemble models, start in the background
+#     bash bench/gpu/capacity.sh ort                        # with the last .gpu/oN: install onnxruntime-gpu,
+#                                                           # check Smart Turn runs on CUDA (CPU timing beside)
+#     bash bench/gpu/capacity.sh start [args...] [:: args...]  # assemble models, start the runs in the background
 #     bash bench/gpu/capacity.sh wait SECONDS               # follow the log; copy results to $OUT
 # The run outlives one device command (setsid), so a long run spans several calls.
 # shellcheck source=/dev/null
@@ -21,7 +23,7 @@ P=/tmp/pieces
 stash() {
     # Carried folders do not survive to the next call; the machine's /tmp does while it is warm.
     mkdir -p $P
-    for f in .gpu/k1/* .gpu/m2/* .gpu/m3/* .gpu/m4/*; do
+    for f in .gpu/k1/* .gpu/m2/* .gpu/m3/* .gpu/m4/* .gpu/o[0-9]/*; do
         if [[ -f $f ]]; then cp "$f" $P/; fi
     done
 }
@@ -38,6 +40,62 @@ assemble() {
     touch $M/ok
 }
 
+install_ort() {
+    # onnxruntime-gpu from its carried pieces into the kit's site (ahead of the machine's CPU build).
+    local state=/tmp/sb-kit/ort total i
+    [[ -f $state ]] && return 0
+    [[ -f $P/ORT_PIECES ]] || { echo "capacity.sh: no ORT_PIECES in $P: carry the last .gpu/oN" >&2; return 1; }
+    total=$(cat $P/ORT_PIECES)
+    for ((i = 1; i <= total; i++)); do
+        [[ -f $P/ort.whl.part$i ]] || { echo "capacity.sh: ort.whl.part$i missing" >&2; return 1; }
+    done
+    local wheel
+    wheel=/tmp/$(awk '{print $2}' $P/ORT_SHA256)
+    cat $P/ort.whl.part* >"$wheel"
+    (cd /tmp && sha256sum -c --quiet $P/ORT_SHA256)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --disable-pip-version-check --target "${SB_SITE:-/tmp/site}" "$wheel"
+    rm -f "$wheel"
+    touch $state
+}
+
+check_ort() {
+    # Smart Turn on CUDA vs CPU, batches of 1 and 16 (the STT service's /v1/turn batch), ms per run.
+    python3 - <<'PY'
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+from shared.smart_turn import SmartTurn
+
+print("onnxruntime", ort.__version__, ort.get_available_providers())
+path = "/tmp/models/smart-turn/smart-turn-v3.2-cpu.onnx"
+rng = np.random.default_rng(0)
+clips = [(rng.standard_normal(16000 * 4) * 3000).astype(np.int16) for _ in range(16)]
+for providers in (["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]):
+    st = SmartTurn(path, 1, providers)
+    feats = st.feature_batch(clips)
+    t0 = time.perf_counter()
+    feats = st.feature_batch(clips)
+    feat_ms = (time.perf_counter() - t0) * 1e3
+    for b in (1, 16):
+        st.run(feats[:b])
+        t0 = time.perf_counter()
+        for _ in range(5):
+            p = st.run(feats[:b])
+        print(f"smart turn {st.providers[0]}: batch {b}: {(time.perf_counter() - t0) * 200:.1f} ms per run;"
+              f" features of 16: {feat_ms:.1f} ms; p[0]={p[0]:.3f}")
+
+# CTranslate2 must still load its CUDA libraries with the folders setup.sh added for onnxruntime.
+from faster_whisper import WhisperModel
+
+model = WhisperModel("/tmp/models/whisper-tiny.en", device="cuda", compute_type="float16")
+segments, _ = model.transcribe(clips[0].astype(np.float32) / 32768.0, beam_size=1)
+print("whisper on cuda:", [s.text for s in segments])
+PY
+}
+
 case "${1:-}" in
 stash)
     stash
@@ -48,31 +106,55 @@ assemble)
     assemble
     ls -la $M/*
     ;;
+ort)
+    stash
+    install_ort
+    check_ort
+    ;;
 start)
+    # start ARGS [:: ARGS ...]: the runs one after another in the background (run 1 writes
+    # $RUN/capacity.json, run N>1 capacity-N.json; the logs go to $RUN/log).
     shift
     stash
     assemble
     mkdir -p $RUN
+    rm -f $RUN/args.*
+    n=1
+    for a in "$@"; do
+        if [[ $a == "::" ]]; then
+            n=$((n + 1))
+            continue
+        fi
+        printf '%s\0' "$a" >>"$RUN/args.$n"
+    done
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    setsid nohup bash bench/gpu/capacity.sh _runs "$n" >$RUN/log 2>&1 </dev/null &
+    echo "started $n run(s), pid $!"
+    ;;
+_runs)
     export SWITCHBOARD_MODELS_DIR=$M STT_DEVICE=cuda STT_COMPUTE_TYPE=float16 \
         TTS_BACKEND=torch TTS_DEVICE=cuda TTS_TORCH_WEIGHTS_PATH=$M/kokoro/k.pt \
         PYTHONUNBUFFERED=1
-    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    setsid nohup python3 -m bench.capacity --gpu --log-dir $RUN/logs --json $RUN/capacity.json "$@" \
-        >$RUN/log 2>&1 </dev/null &
-    echo "started pid $!"
+    for ((i = 1; i <= $2; i++)); do
+        json=$RUN/capacity.json
+        ((i > 1)) && json=$RUN/capacity-$i.json
+        mapfile -d '' args <"$RUN/args.$i"
+        echo "capacity.sh: run $i: ${args[*]}"
+        python3 -m bench.capacity --gpu --log-dir $RUN/logs --json "$json" "${args[@]}" || echo "capacity.sh: run $i failed"
+    done
     ;;
 wait)
     deadline=$((SECONDS + ${2:-500}))
-    while ((SECONDS < deadline)) && pgrep -f "bench.capacity --gpu" >/dev/null; do sleep 5; done
+    while ((SECONDS < deadline)) && pgrep -f "capacity.sh _runs" >/dev/null; do sleep 5; done
     grep -v -e 'leaked' -e nanobind "$RUN/log" | tail -n 80 || true
     mkdir -p "$OUT"
     cp $RUN/log "$OUT/capacity.log"
-    if [[ -f $RUN/capacity.json ]]; then cp $RUN/capacity.json "$OUT/"; fi
+    cp $RUN/capacity*.json "$OUT/" 2>/dev/null || true
     tar -czf "$OUT/logs.tgz" -C $RUN logs 2>/dev/null || true
-    pgrep -f "bench.capacity --gpu" >/dev/null && echo "STILL RUNNING" || echo "FINISHED"
+    pgrep -f "capacity.sh _runs" >/dev/null && echo "STILL RUNNING" || echo "FINISHED"
     ;;
 *)
-    echo "usage: $0 stash | assemble | start [args] | wait SECONDS" >&2
+    echo "usage: $0 stash | assemble | ort | start [args] | wait SECONDS" >&2
     exit 2
     ;;
 esac

@@ -45,4 +45,21 @@ head -c 50000000 $W/model.bin >.gpu/m3/model.bin.part1
 tail -c +50000001 $W/model.bin >.gpu/m4/model.bin.part2
 cp $W/config.json $W/tokenizer.json $W/vocabulary.txt models/smart-turn/smart-turn-v3.2-cpu.onnx .gpu/m4/
 sha256sum $K $W/model.bin >.gpu/m4/SHA256
+
+# onnxruntime-gpu (the STT CUDA image's version), split into pieces of <= 58 MiB: .gpu/o1/ort.whl.part1, ...
+# The last folder also holds its SHA256 and the wheel's file name (joined and installed by capacity.sh).
+ORT=onnxruntime-gpu==1.31.1
+rm -rf .gpu/ort-wheel .gpu/o[0-9]
+download .gpu/ort-wheel "$ORT"
+wheel=$(find .gpu/ort-wheel -name 'onnxruntime_gpu-*.whl' | head -n1)
+split -b 58M -d -a 1 --numeric-suffixes=1 "$wheel" .gpu/ort-wheel/ort.whl.part
+n=0
+for part in .gpu/ort-wheel/ort.whl.part*; do
+    n=$((n + 1))
+    mkdir -p ".gpu/o$n"
+    mv "$part" ".gpu/o$n/"
+done
+(cd .gpu/ort-wheel && sha256sum "$(basename "$wheel")") >".gpu/o$n/ORT_SHA256"
+echo "$n" >".gpu/o$n/ORT_PIECES"
+rm -rf .gpu/ort-wheel
 du -sh .gpu/*

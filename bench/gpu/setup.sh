@@ -91,6 +91,15 @@ EOF
         : >"$SB_STATE/cublas_dir"
     fi
 
+    # 3b. onnxruntime-gpu (carried by capacity.sh's `ort`) dlopens cuDNN 9, cuFFT, cuRAND and the CUDA
+    #     runtime by name: record the folders of the copies PyTorch's pip packages put on this machine.
+    local libdirs="" d
+    for name in libcudnn.so.9 libcufft.so.12 libcurand.so.10 libcudart.so.13; do
+        d="$(find "$sp"/nvidia -name "$name" -printf '%h\n' 2>/dev/null | head -n1)"
+        [[ -n "$d" && ":$libdirs:" != *":$d:"* ]] && libdirs+="${libdirs:+:}$d"
+    done
+    echo "$libdirs" >"$SB_STATE/cuda_lib_dirs"
+
     # 4. redis-server from Debian packages, unpacked (not installed) into /tmp/redis.
     if compgen -G ".gpu/deb/*.deb" >/dev/null; then
         key="$SB_STATE/deb.$(find .gpu/deb -name '*.deb' -printf '%p %s\n' | sort | md5sum | cut -c1-12)"
@@ -164,6 +173,11 @@ _sb_env() {
     [[ -d "$SB_SITE/av" ]] || _sb_append PYTHONPATH "$SB_STUBS"
     [[ -d "$SB_REDIS/usr/lib/x86_64-linux-gnu" ]] && _sb_prepend LD_LIBRARY_PATH "$SB_REDIS/usr/lib/x86_64-linux-gnu"
     [[ -n "$cublas_dir" ]] && _sb_prepend LD_LIBRARY_PATH "$cublas_dir"
+    local cuda_dirs="" d
+    [[ -f "$SB_STATE/cuda_lib_dirs" ]] && cuda_dirs="$(cat "$SB_STATE/cuda_lib_dirs")"
+    local IFS=:
+    for d in $cuda_dirs; do _sb_append LD_LIBRARY_PATH "$d"; done
+    unset IFS
     _sb_prepend LD_LIBRARY_PATH "$SB_CU12"
     [[ -d "$SB_REDIS/usr/bin" ]] && _sb_prepend PATH "$SB_REDIS/usr/bin"
     export PYTHONPATH LD_LIBRARY_PATH PATH
