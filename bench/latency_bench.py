@@ -4,8 +4,8 @@ Starts the whole stack as processes on free ports (or uses ``--gateway-url``), p
 multi-turn caller scripts (four different customers in turn, ``--callers varied``; or the same one
 every call, ``--callers same``; Kokoro voice am_michael, 8 kHz μ-law, real time, with pauses between
 turns) and reads each turn's server-side latencies from the gateway (``GET /calls/{sid}``):
-endpointing, STT, LLM time to first token, TTS first audio, voice-to-voice; plus voice-to-voice
-as the simulated caller heard it. Prints p50/p95 per stage and writes JSON.
+endpointing, STT, LLM time to first token, LLM time to the first sentence's text, TTS first audio,
+voice-to-voice; plus voice-to-voice as the simulated caller heard it. Prints p50/p95 per stage and writes JSON.
 
 Usage: ``python -m bench.latency_bench [--turns 20] [--callers varied|same] [--json docs/bench-latency.json]``
 """
@@ -66,7 +66,7 @@ CALLERS = [
 """The four callers of ``--callers varied`` (the default): different problems, names and addresses,
 as different customers call; call *i* uses caller *i* mod 4. The agent's replies then repeat across
 calls only where a business's replies do (openers, prices), not because the callers say the same."""
-STAGES = ["endpointing_ms", "stt_ms", "llm_ttft_ms", "tts_first_audio_ms", "voice_to_voice_ms"]
+STAGES = ["endpointing_ms", "stt_ms", "llm_ttft_ms", "llm_first_text_ms", "tts_first_audio_ms", "voice_to_voice_ms"]
 
 
 def _out(line: str = "") -> None:
@@ -159,7 +159,13 @@ def main() -> int:
             heard += caller_v2v
             for turn in record["turns"]:
                 if turn["role"] == "assistant" and turn.get("reply_id", "").startswith("reply"):
-                    replies.append({"text": turn.get("text", ""), "latency_ms": turn.get("latency_ms", {})})
+                    replies.append(
+                        {
+                            "text": turn.get("text", ""),
+                            "interrupted": bool(turn.get("interrupted")),
+                            "latency_ms": turn.get("latency_ms", {}),
+                        }
+                    )
                     for s in STAGES:
                         if s in turn.get("latency_ms", {}):
                             stages[s].append(turn["latency_ms"][s])

@@ -24,3 +24,39 @@ def limit_blas_threads(threads: int) -> None:
 
     threadpool_limits(limits=threads, user_api="blas")
     log.debug("BLAS threads: %s", [(i["internal_api"], i["num_threads"]) for i in threadpool_info()])
+
+
+def lower_cpu_priority(nice: int) -> int | None:
+    """Run this process (and its threads) at Unix priority ``nice`` (0–19; 0 leaves it as it is).
+
+    Where the kernel groups processes by session ("autogroup", sched(7): on by default on most
+    distributions, and every service of ``make dev`` leads a session of its own), the nice value of
+    a process only orders it against the processes of its own session; between sessions the CPU is
+    shared by the group's nice, ``/proc/self/autogroup``. So both are set: the process's own (all
+    its threads: ``setpriority`` on each task) and, when this process leads its session, its group's.
+    Lowering one's priority needs no privilege. Containers are cgroups: there compose's
+    ``cpu_shares`` does the same (compose.yaml).
+
+    Returns:
+        The process's nice value afterwards, or ``None`` when it could not be read.
+    Errors (``OSError``: no ``/proc``, a read-only autogroup file) are logged and not raised.
+    """
+    import os
+    from pathlib import Path
+
+    if nice <= 0:
+        return None
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+    except OSError as exc:
+        log.warning("could not lower this process's CPU priority: %s", exc)
+    if os.getsid(0) == os.getpid():
+        try:
+            Path("/proc/self/autogroup").write_text(f"{nice}\n")
+        except OSError as exc:
+            log.debug("autogroup nice not set: %s", exc)
+    try:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    except OSError:
+        return None

@@ -113,7 +113,8 @@ ort)
     ;;
 start)
     # start ARGS [:: ARGS ...]: the runs one after another in the background (run 1 writes
-    # $RUN/capacity.json, run N>1 capacity-N.json; the logs go to $RUN/log).
+    # $RUN/capacity.json, run N>1 capacity-N.json; the logs go to $RUN/log). A run's leading
+    # NAME=value words set its environment (e.g. `:: STT_TURN_DEVICE=cpu --levels 200 ...`).
     shift
     stash
     assemble
@@ -139,8 +140,15 @@ _runs)
         json=$RUN/capacity.json
         ((i > 1)) && json=$RUN/capacity-$i.json
         mapfile -d '' args <"$RUN/args.$i"
-        echo "capacity.sh: run $i: ${args[*]}"
-        python3 -m bench.capacity --gpu --log-dir $RUN/logs --json "$json" "${args[@]}" || echo "capacity.sh: run $i failed"
+        # Leading NAME=value words are this run's environment (e.g. STT_TURN_DEVICE=cpu).
+        envs=()
+        while ((${#args[@]})) && [[ ${args[0]} =~ ^[A-Z][A-Z0-9_]*= ]]; do
+            envs+=("${args[0]}")
+            args=("${args[@]:1}")
+        done
+        echo "capacity.sh: run $i: ${envs[*]} ${args[*]}"
+        env "${envs[@]}" python3 -m bench.capacity --gpu --log-dir $RUN/logs --json "$json" "${args[@]}" \
+            || echo "capacity.sh: run $i failed"
     done
     ;;
 wait)

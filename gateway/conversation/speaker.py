@@ -73,11 +73,12 @@ class Speaker:
     async def speak(self, reply: Reply, deltas: AsyncIterator[str], llm_started: float | None = None) -> None:
         """Speak ``deltas`` (LLM tokens or one fixed text) as ``reply``.
 
-        Records ``llm_ttft_ms`` (when ``llm_started``, loop time, is given) and
-        ``tts_first_audio_ms`` (from the first sentence's text being complete to its audio) in
-        ``reply.latency_ms``. The end mark is queued when the text ended or an upstream failed
-        (segments already queued still play), never after an interruption. Cancelling the task
-        (barge-in) closes the TTS reply and the text source at once.
+        Records ``llm_ttft_ms`` (when ``llm_started``, loop time, is given),
+        ``llm_first_text_ms`` (from the first delta to the first sentence's text being complete, or to
+        the latest delta when the first audio came before that) and ``tts_first_audio_ms`` (from
+        there to the first audio) in ``reply.latency_ms``, ms. The end mark is queued when the text
+        ended or an upstream failed (segments already queued still play), never after an interruption.
+        Cancelling the task (barge-in) closes the TTS reply and the text source at once.
 
         Raises:
             UpstreamError: the TTS channel could not be opened, synthesis failed, or the text
@@ -96,6 +97,8 @@ class Speaker:
                         ready = marks.get("text_ready", marks.get("last_delta"))
                         if not reply.spoken and ready is not None:
                             reply.latency_ms["tts_first_audio_ms"] = (now() - ready) * 1000
+                            if "first_delta" in marks:
+                                reply.latency_ms["llm_first_text_ms"] = (ready - marks["first_delta"]) * 1000
                         mark = reply.mark_for(len(reply.segments))
                         self.transport.play(segment.audio, reply.reply_id)
                         reply.add_segment(mark, segment.text)
@@ -158,6 +161,7 @@ class Speaker:
             async for delta in deltas:
                 if llm_started is not None and "llm_ttft_ms" not in reply.latency_ms:
                     reply.latency_ms["llm_ttft_ms"] = (now() - llm_started) * 1000
+                marks.setdefault("first_delta", now())
                 marks["last_delta"] = now()
                 if "text_ready" not in marks and any(b in delta for b in _BREAKS):
                     marks["text_ready"] = now()

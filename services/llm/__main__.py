@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from services.llm.config import LLMSettings
 from shared.serve import serve
+from shared.threads import lower_cpu_priority
 
 
 def main() -> None:
-    """Run the service in the foreground."""
-    serve("llm", "services.llm:create_app", LLMSettings())
+    """Run the service in the foreground, at the configured CPU priority (``LLM_CPU_NICE``)."""
+    settings = LLMSettings()
+    lower_cpu_priority(settings.cpu_nice)
+    serve("llm", "services.llm:create_app", settings)
 
 
 if __name__ == "__main__":

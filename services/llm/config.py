@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.config import DEFAULT_MODEL_ID, ServiceSettings, models_dir
@@ -29,6 +30,11 @@ class LLMSettings(ServiceSettings):
     On the 2-core box ``LLM_N_THREADS=1 LLM_N_THREADS_BATCH=2`` gave Kokoro's first segment a core:
     voice-to-voice p50 −3 %, p95 −10 % (docs/benchmarks.md, issue 13); not the default, as one thread
     decodes long replies and the post-call extraction more slowly."""
+    cpu_nice: int = Field(default=10, ge=0, le=19)
+    """Unix nice value of the stand-in, set at start (``shared/threads.py``; 0 = unchanged). On a CPU that
+    the LLM shares with STT, TTS and the gateway, those go first: the reply's first segment is synthesised
+    while the model writes the rest, and the caller hears the segment, not the text. On the 2-core box:
+    voice-to-voice p50/p95 (docs/benchmarks.md, issue 13)."""
     chat_format: str = "chatml"
     """llama-cpp-python chat format; empty uses the GGUF's own template (Qwen's ChatML with Hermes-style tool calls)."""
     logits_all: bool = False

@@ -82,3 +82,6 @@ class STTSettings(ServiceSettings):
     turn_threads: int = Field(default=2, ge=1)
     """Intra-op threads of Smart Turn on the CPU provider (CUDA is used when onnxruntime offers it
     and ``STT_DEVICE`` is not ``cpu``)."""
+    turn_device: str = ""
+    """Where Smart Turn runs: empty = as ``STT_DEVICE``; ``cpu`` keeps it on the host's cores while
+    Whisper runs on the GPU (to compare the two, docs/benchmarks.md)."""
