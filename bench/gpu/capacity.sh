@@ -60,39 +60,50 @@ install_ort() {
 }
 
 check_ort() {
-    # Smart Turn on CUDA vs CPU, batches of 1 and 16 (the STT service's /v1/turn batch), ms per run.
-    python3 - <<'PY'
+    # Smart Turn on CUDA vs CPU (1 intra-op thread): ms per ONNX run for batches of 1, 16 and 64 (the
+    # STT service's /v1/turn batches up to STT_TURN_MAX_BATCH), and the log-mel features of 16 on CPU.
+    # Then, once the models are assembled, Whisper on CUDA (CTranslate2 must still find its libraries).
+    python3 - "$M" "$P" <<'PY'
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from shared.smart_turn import SmartTurn
 
+models, pieces = Path(sys.argv[1]), Path(sys.argv[2])
+path = models / "smart-turn/smart-turn-v3.2-cpu.onnx"
+if not path.exists():
+    path = pieces / "smart-turn-v3.2-cpu.onnx"
 print("onnxruntime", ort.__version__, ort.get_available_providers())
-path = "/tmp/models/smart-turn/smart-turn-v3.2-cpu.onnx"
 rng = np.random.default_rng(0)
-clips = [(rng.standard_normal(16000 * 4) * 3000).astype(np.int16) for _ in range(16)]
+clips = [(rng.standard_normal(16000 * 4) * 3000).astype(np.int16) for _ in range(64)]
 for providers in (["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"]):
     st = SmartTurn(path, 1, providers)
-    feats = st.feature_batch(clips)
+    st.feature_batch(clips[:16])
     t0 = time.perf_counter()
     feats = st.feature_batch(clips)
-    feat_ms = (time.perf_counter() - t0) * 1e3
-    for b in (1, 16):
+    feat_ms = (time.perf_counter() - t0) * 1e3 / len(clips)
+    probs = {}
+    for b in (1, 16, 64):
         st.run(feats[:b])
+        reps = 20 if providers[0].startswith("CUDA") else 2
         t0 = time.perf_counter()
-        for _ in range(5):
-            p = st.run(feats[:b])
-        print(f"smart turn {st.providers[0]}: batch {b}: {(time.perf_counter() - t0) * 200:.1f} ms per run;"
-              f" features of 16: {feat_ms:.1f} ms; p[0]={p[0]:.3f}")
+        for _ in range(reps):
+            probs[b] = st.run(feats[:b])
+        ms = (time.perf_counter() - t0) * 1e3 / reps
+        print(f"smart turn {st.providers[0]}: batch {b}: {ms:.2f} ms per run, {ms / b:.3f} ms per check;"
+              f" features {feat_ms:.2f} ms per check (CPU)")
+    print("  p[:4] =", np.round(probs[64][:4], 4))
 
-# CTranslate2 must still load its CUDA libraries with the folders setup.sh added for onnxruntime.
-from faster_whisper import WhisperModel
+if (models / "ok").exists():
+    from faster_whisper import WhisperModel
 
-model = WhisperModel("/tmp/models/whisper-tiny.en", device="cuda", compute_type="float16")
-segments, _ = model.transcribe(clips[0].astype(np.float32) / 32768.0, beam_size=1)
-print("whisper on cuda:", [s.text for s in segments])
+    model = WhisperModel(str(models / "whisper-tiny.en"), device="cuda", compute_type="float16")
+    segments, _ = model.transcribe(clips[0].astype(np.float32) / 32768.0, beam_size=1)
+    print("whisper on cuda:", [s.text for s in segments])
 PY
 }
 
