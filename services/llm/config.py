@@ -33,8 +33,8 @@ class LLMSettings(ServiceSettings):
     cpu_nice: int = Field(default=10, ge=0, le=19)
     """Unix nice value of the stand-in, set at start (``shared/threads.py``; 0 = unchanged). On a CPU that
     the LLM shares with STT, TTS and the gateway, those go first: the reply's first segment is synthesised
-    while the model writes the rest, and the caller hears the segment, not the text. On the 2-core box:
-    voice-to-voice p50/p95 (docs/benchmarks.md, issue 13)."""
+    while the model writes the rest, and the caller hears the segment, not the text. On a 2-core box,
+    11 runs interleaved: voice-to-voice p50 1938 → 1508 ms, p95 3334 → 2775 ms (docs/benchmarks.md, issue 13)."""
     chat_format: str = "chatml"
     """llama-cpp-python chat format; empty uses the GGUF's own template (Qwen's ChatML with Hermes-style tool calls)."""
     logits_all: bool = False

@@ -197,7 +197,8 @@ class TurnService:
             return cls(None, "Smart Turn is disabled on this STT service (STT_SMART_TURN_ENABLED=false)")
         path = Path(settings.smart_turn_model_path or default_model_path())
         try:
-            model = await asyncio.to_thread(SmartTurn, path, settings.turn_threads, turn_providers(settings.turn_device or settings.device))
+            providers = turn_providers(settings.turn_device or settings.device)
+            model = await asyncio.to_thread(SmartTurn, path, settings.turn_threads, providers)
         except FileNotFoundError:
             log.warning("Smart Turn model %s is missing: /v1/turn answers 503 (run `make models`)", path)
             return cls(None, f"the Smart Turn model {path} is missing on the STT service; run `make models`")
