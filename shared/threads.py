@@ -38,7 +38,7 @@ def lower_cpu_priority(nice: int) -> int | None:
     ``cpu_shares`` does the same (compose.yaml).
 
     Returns:
-        The process's nice value afterwards, or ``None`` when it could not be read.
+        The process's nice value afterwards; ``None`` when ``nice`` is 0 or the value could not be read.
     Errors (``OSError``: no ``/proc``, a read-only autogroup file) are logged and not raised.
     """
     import os
