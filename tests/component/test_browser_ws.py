@@ -152,7 +152,9 @@ async def test_websocket_conversation_speaks_the_documented_protocol(
     assert analysis["session_id"] == connected["session_id"] and analysis["status"] == "ok", analysis
     assert analysis["details"]["summary"] == DETAILS["summary"]
     assert analysis["details"]["urgency"] == "low"
-    assert "Gregson" in fake_llm.completions[0]["messages"][1]["content"], "the extraction read the call"
+    # "faced … across the table": tiny.en int8 hears the name as "Gregson" on some CPUs, "Greggs in" on others.
+    extraction_prompt = fake_llm.completions[0]["messages"][1]["content"]
+    assert "faced" in extraction_prompt and "across the table" in extraction_prompt, "the extraction read the call"
 
     types = client.types()
     assert types[0] == "connected" and types[-1] == "analysis"
@@ -199,7 +201,7 @@ async def test_the_documented_client_gets_an_analysis(
     printed = capsys.readouterr().out
     assert analysis["type"] == "analysis" and analysis["status"] == "ok", analysis
     assert analysis["details"]["summary"] == DETAILS["summary"]
-    assert "transcript" in printed and "Gregson" in printed and "turn_complete" in printed, printed
+    assert "transcript" in printed and "faced" in printed and "turn_complete" in printed, printed
 
 
 async def test_an_agent_without_a_number_is_chosen_by_id(gateway, tmp_path: Path) -> None:
