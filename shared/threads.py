@@ -10,6 +10,8 @@ with 1 (docs/benchmarks.md), and the cost grows with the host's core count.
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,6 @@ def lower_cpu_priority(nice: int) -> int | None:
         The process's nice value afterwards; ``None`` when ``nice`` is 0 or the value could not be read.
     Errors (``OSError``: no ``/proc``, a read-only autogroup file) are logged and not raised.
     """
-    import os
-    from pathlib import Path
-
     if nice <= 0:
         return None
     try:
