@@ -196,9 +196,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
     colours = {"ours": "tab:blue", "seed": "tab:red"}
+    others = iter(["tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:olive", "tab:cyan"])
     for d in report["designs"]:
         xs = [lv["calls"] for lv in d["levels"]]
-        c = colours.get(d["design"], None)
+        c = colours.get(d["design"]) or next(others, None)  # merged runs get colours of their own
         for key, style, label in (("p95", "-", "respond p95"), ("p50", ":", "respond p50")):
             ys = [lv["respond_ms"][key] if lv["respond_ms"][key] is not None else np.nan for lv in d["levels"]]
             ax.plot(xs, ys, style, marker="o", color=c, label=f"{d['design']}: {label}")

@@ -20,6 +20,9 @@
 #   serve [ARGS...]    start the OpenAI server (setsid nohup: it outlives the call) on 127.0.0.1:
 #                      ${LLM_PORT:-8000}, log /tmp/vllm.log; ARGS (up to the next subcommand word)
 #                      go to vllm; LLM_GPU_MEMORY_UTILIZATION (0.30), LLM_MAX_NUM_SEQS (256)
+#                      (the server is `python -m vllm.entrypoints.openai.api_server`: one API server
+#                      process; it accepts but ignores --api-server-count, which only `vllm serve`
+#                      acts on, as compose.gpu.yaml's container does)
 #   wait [SECONDS]     poll /health (default 420 s), print the log's tail, warm up with two bursts of
 #                      ${LLM_WARM_N:-64} concurrent streaming chats (python -m bench.llm_warmup: the
 #                      first concurrent batch after a start stalls for seconds), print one real reply
