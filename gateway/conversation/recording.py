@@ -40,9 +40,14 @@ class _Track:
         self.chunks = kept
         self.end = min(self.end, max(at, 0))
 
-    def render_into(self, out: np.ndarray) -> None:
-        for start, pcm in self.chunks:
-            out[start : start + pcm.size] += pcm
+    def snapshot(self) -> list[tuple[int, np.ndarray]]:
+        """The chunks now, as a new list: the event loop may add chunks while a worker thread mixes."""
+        return list(self.chunks)
+
+
+def _render(chunks: list[tuple[int, np.ndarray]], out: np.ndarray) -> None:
+    for start, pcm in chunks:
+        out[start : start + pcm.size] += pcm
 
 
 class CallRecorder:
@@ -93,11 +98,17 @@ class CallRecorder:
         return max(self._inbound.end, self._outbound.end) / self.rate_hz
 
     def mix(self) -> np.ndarray:
-        """Both sides summed (clipped) on one timeline: int16 shape (n,), mono at ``rate_hz``."""
-        n = max(self._inbound.end, self._outbound.end)
+        """Both sides summed (clipped) on one timeline: int16 shape (n,), mono at ``rate_hz``.
+
+        Safe to call from a worker thread while the call's event loop still adds audio (a carrier may
+        deliver frames while the call is being finished): it mixes the chunks there were when it
+        started, and its length is theirs.
+        """
+        inbound, outbound = self._inbound.snapshot(), self._outbound.snapshot()
+        n = max((start + pcm.size for start, pcm in inbound + outbound), default=0)
         acc = np.zeros(n, dtype=np.int32)
-        self._inbound.render_into(acc)
-        self._outbound.render_into(acc)
+        _render(inbound, acc)
+        _render(outbound, acc)
         return np.clip(acc, -32768, 32767).astype(np.int16)
 
     def wav(self) -> bytes:

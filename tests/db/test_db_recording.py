@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import soundfile as sf
@@ -90,3 +91,31 @@ def test_wav_is_8khz_mono_pcm16_and_memory_is_bounded() -> None:
     data, rate = sf.read(io.BytesIO(rec.wav()), dtype="int16")
     assert rate == RATE and data.ndim == 1 and data.size == RATE // 2
     assert CallRecorder().mix().size == 0
+
+
+def test_mixing_in_a_worker_thread_while_audio_still_arrives() -> None:
+    """The session mixes with ``asyncio.to_thread`` while the carrier may still deliver frames: a mix
+    started then must not fail on chunks added after it began (it once raised ValueError, and the
+    call's post-call summary was lost)."""
+    rec = CallRecorder()
+    frame = np.full(160, 100, dtype=np.int16)
+    base = 5_000  # 100 s of both sides before the mixes start
+    for i in range(base):
+        rec.add_inbound(frame, i * 0.02)
+        rec.add_outbound(frame, i * 0.02)
+
+    def arrive() -> None:  # 100 s more, as fast as it goes
+        for i in range(base, 2 * base):
+            rec.add_inbound(frame, i * 0.02)
+            rec.add_outbound(frame, i * 0.02)
+
+    adder = threading.Thread(target=arrive)
+    adder.start()
+    mixes = []
+    while adder.is_alive() or not mixes:
+        mixes.append(rec.mix())
+    adder.join()
+    for mixed in mixes:
+        assert mixed.size >= base * 160
+        assert np.all(mixed[: base * 160] == 200)  # both sides summed wherever the mix reaches
+    assert rec.mix().size == 2 * base * 160 == round(rec.duration_s * 8000)
